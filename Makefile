@@ -1,0 +1,42 @@
+# keygate: every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+EMU := infra/local/with-emulator
+export SAM_CLI_TELEMETRY := 0
+export CARGO_TERM_COLOR := never
+
+.PHONY: help tools test unit lint fmt dev clean-local
+
+help: ## List the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.test-tools: infra/requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-test.txt
+	touch $@
+
+tools: $(VENV)/.test-tools ## Install the test tools into the project virtualenv
+
+test: tools ## Run every test; starts and stops its own emulator
+	$(EMU) cargo test --workspace --all-targets --locked
+
+unit: ## Unit tests only (no emulator)
+	cargo test --workspace --lib --locked
+
+lint: ## cargo fmt check and clippy with warnings denied
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+dev: tools ## Run the system locally (emulator + table) until Ctrl-C
+	cargo build --locked -p keyctl
+	$(EMU) infra/local/dev
+
+clean-local: ## Remove local state (.local, .dev)
+	rm -rf .local .dev

@@ -1,0 +1,28 @@
+//! # keygate: the shared core of the API-key system
+//!
+//! Every Lambda function of the workspace is a thin `main.rs` over this
+//! crate, so the logic is tested here, once:
+//! - [`key`], [`hash`], [`id`]: the key format (CSPRNG body, CRC32 checksum
+//!   checked offline), the SHA-256 that is all we store, public key ids;
+//! - [`scope`], [`limits`], [`model`]: what a key may do and spend;
+//! - [`decision`]: checking a key ends in `Allow` or `Deny(reason)`, values,
+//!   not errors;
+//! - [`clock`]: injected time;
+//! - [`issue`]: minting a key, the one path every issuer takes;
+//! - [`store`]: DynamoDB, behind traits sized by capability;
+//! - [`authorize`]: the authorizer's pipeline, free of Lambda event types;
+//! - [`table`]: the table definition, read from `template.yaml`.
+
+pub mod authorize;
+pub mod base62;
+pub mod clock;
+pub mod decision;
+pub mod hash;
+pub mod id;
+pub mod issue;
+pub mod key;
+pub mod limits;
+pub mod model;
+pub mod scope;
+pub mod store;
+pub mod table;

@@ -1,0 +1,94 @@
+//! The key record: everything stored about a key except the key itself.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::hash::KeyHash;
+use crate::id::KeyId;
+use crate::key::KeyEnv;
+use crate::limits::Limits;
+use crate::scope::Scope;
+
+/// Days between scheduled rotations unless a key says otherwise.
+pub const DEFAULT_ROTATION_DAYS: u32 = 90;
+
+/// Lifecycle state of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Replaced by a successor; usable until its grace deadline.
+    Rotating,
+    /// Revoked by an operator: denied from the next request on.
+    Revoked,
+    /// Rotated and past its grace deadline: denied.
+    Retired,
+}
+
+/// A stored key. Holds the hash and a display hint, never the plaintext.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub key_id: KeyId,
+    pub hash: KeyHash,
+    pub hint: String,
+    pub env: KeyEnv,
+    /// The tenant that owns the key; management and reporting are scoped to it.
+    pub owner: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub status: KeyStatus,
+    /// Bumped by every change; the authorizer's write checks it, so a cached
+    /// copy of an older version is never admitted.
+    #[serde(default)]
+    pub version: u64,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<Timestamp>,
+    /// While `Rotating`: the moment the key stops working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<KeyId>,
+    /// The counters this key spends from; a key and its rotated successors share one.
+    pub allowance_id: String,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub allowed_cidrs: Vec<IpNet>,
+    /// Days between scheduled rotations; 0 means never.
+    #[serde(default = "default_rotation_days")]
+    pub rotation_days: u32,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn default_rotation_days() -> u32 {
+    DEFAULT_ROTATION_DAYS
+}
+
+impl KeyRecord {
+    /// The moment this key stops working, if any: its expiry, or the end of
+    /// its rotation grace, whichever comes first.
+    pub fn usable_until(&self) -> Option<Timestamp> {
+        match (self.expires_at, self.grace_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a source address is inside the allowlist (an empty list allows all).
+    pub fn ip_allowed(&self, ip: Option<std::net::IpAddr>) -> bool {
+        if self.allowed_cidrs.is_empty() {
+            return true;
+        }
+        ip.is_some_and(|ip| self.allowed_cidrs.iter().any(|net| net.contains(&ip)))
+    }
+}

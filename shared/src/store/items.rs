@@ -1,0 +1,77 @@
+//! Single-table layout. The table has a string partition key `pk` and sort
+//! key `sk`; every item type below says what it keeps there.
+//!
+//! | item | pk | sk | what it holds |
+//! |---|---|---|---|
+//! | key record | `KEY#<sha256>` | `KEY` | [`KeyRecord`](crate::model::KeyRecord), plus `gpk`/`gsk` for the owner index |
+//! | key id pointer | `KID#<key_id>` | `KEY` | `hash`, `owner`: find a record by its public id |
+//! | allowance | `ALW#<allowance_id>` | `ALW` | live key versions, quota and rate counters, today's usage |
+//!
+//! The allowance item is what the authorizer's single conditional write
+//! touches: the map `kv` holds the current record version of every key that
+//! may spend from it (revocation removes the entry, any record change bumps
+//! the version, so a stale cached record can never be admitted), `ql`/`qt`/
+//! `qs`/`qu` the quota (limit, period kind, period start, used), and
+//! `rl`/`rw`/`rs`/`ru` the rate limit (limit, window length, window start,
+//! used). Usage counters are flat attributes named
+//! `u#<day>#<key_id>#...`, bounded per day (see [`usage_attr`]).
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// Owner index: partition and sort key attributes, and the index name.
+pub const OWNER_INDEX: &str = "by_owner";
+pub const GPK: &str = "gpk";
+pub const GSK: &str = "gsk";
+/// Rotation-due index (sparse: only keys with a rotation policy carry it).
+pub const DUE_INDEX: &str = "by_due";
+pub const DPK: &str = "dpk";
+pub const DSK: &str = "dsk";
+/// TTL attribute: DynamoDB deletes long-dead records in the background.
+pub const TTL: &str = "ttl";
+
+pub const KEY_SK: &str = "KEY";
+pub const ALLOWANCE_SK: &str = "ALW";
+
+pub fn key_pk(hash: &str) -> String {
+    format!("KEY#{hash}")
+}
+
+pub fn key_id_pk(key_id: &str) -> String {
+    format!("KID#{key_id}")
+}
+
+pub fn allowance_pk(allowance_id: &str) -> String {
+    format!("ALW#{allowance_id}")
+}
+
+pub fn owner_pk(owner: &str) -> String {
+    format!("OWNER#{owner}")
+}
+
+/// Allowance attributes.
+pub mod alw {
+    pub const VERSIONS: &str = "kv";
+    pub const OWNER: &str = "owner";
+    pub const QUOTA_LIMIT: &str = "ql";
+    pub const QUOTA_KIND: &str = "qt";
+    pub const QUOTA_START: &str = "qs";
+    pub const QUOTA_USED: &str = "qu";
+    pub const RATE_LIMIT: &str = "rl";
+    pub const RATE_WINDOW: &str = "rw";
+    pub const RATE_START: &str = "rs";
+    pub const RATE_USED: &str = "ru";
+}
+
+/// Distinct source addresses kept per key and day: the first address to land
+/// in each of these slots (by a hash of the address) stays.
+pub const IP_SLOTS: u64 = 20;
+/// Longest route label counted; longer ones are cut.
+pub const MAX_ROUTE_LABEL: usize = 128;
+
+/// Name of a usage counter for a key on a day. `what` is one of `ok`,
+/// `d#<reason>`, `r#<route>` or `ip<slot>`.
+pub fn usage_attr(day: &str, key_id: &str, what: &str) -> String {
+    format!("u#{day}#{key_id}#{what}")
+}

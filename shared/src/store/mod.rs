@@ -1,0 +1,102 @@
+//! Persistence, behind traits sized by capability.
+//!
+//! Each Lambda function depends only on the traits it uses, and its IAM
+//! policy grants only the DynamoDB actions those traits need:
+//! - [`KeyLookup`]: `GetItem` on key records (authorizer);
+//! - [`Admission`]: `UpdateItem` on allowance items (authorizer);
+//! - [`KeyAdmin`]: issuance and lifecycle, `TransactWriteItems`, `GetItem`,
+//!   `Query` (key management, rotation, operator CLI).
+//!
+//! [`DynamoStore`] implements them all over one table (see [`items`] for the
+//! layout).
+
+pub mod admission;
+mod dynamo;
+pub mod items;
+
+use async_trait::async_trait;
+
+pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, UsageMark};
+pub use dynamo::DynamoStore;
+
+use crate::decision::DenyReason;
+use crate::hash::KeyHash;
+use crate::id::KeyId;
+use crate::model::KeyRecord;
+
+/// System failures of the store layer. A failed *condition* is not an error:
+/// it becomes a decision or a domain outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// DynamoDB refused or failed the request (including throttling and timeouts).
+    #[error("DynamoDB request failed")]
+    Dynamo(#[source] Box<aws_sdk_dynamodb::Error>),
+    /// An item could not be mapped to or from our model.
+    #[error("item {what} could not be mapped")]
+    Mapping {
+        what: &'static str,
+        #[source]
+        source: serde_dynamo::Error,
+    },
+    /// An item is missing an attribute we wrote, or has one of the wrong type.
+    #[error("item is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// A write raced with another and lost; the caller may retry.
+    #[error("concurrent update, retry")]
+    Conflict,
+    /// The item to change does not exist.
+    #[error("not found")]
+    NotFound,
+}
+
+impl<E, R> From<aws_sdk_dynamodb::error::SdkError<E, R>> for StoreError
+where
+    aws_sdk_dynamodb::Error: From<aws_sdk_dynamodb::error::SdkError<E, R>>,
+{
+    fn from(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> Self {
+        StoreError::Dynamo(Box::new(aws_sdk_dynamodb::Error::from(err)))
+    }
+}
+
+/// Read a key record by the hash of the presented key.
+#[async_trait]
+pub trait KeyLookup: Send + Sync {
+    /// `consistent` asks for a strongly consistent read (after a conflict).
+    async fn key_by_hash(
+        &self,
+        hash: &KeyHash,
+        consistent: bool,
+    ) -> Result<Option<KeyRecord>, StoreError>;
+}
+
+/// Spend from an allowance: the one conditional write per allowed request.
+#[async_trait]
+pub trait Admission: Send + Sync {
+    /// Try to admit one request as planned. A failed condition comes back as
+    /// [`AdmitOutcome::Rejected`] with the item as it was, never as an error.
+    async fn admit(&self, plan: &AdmitPlan) -> Result<AdmitOutcome, StoreError>;
+
+    /// Count a denial in the key's usage for the day (no condition on limits).
+    async fn record_denial(
+        &self,
+        allowance_id: &str,
+        key_id: &KeyId,
+        reason: DenyReason,
+        day: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// Issuance and lifecycle of keys.
+#[async_trait]
+pub trait KeyAdmin: Send + Sync {
+    /// Store a new key with a new allowance of its own. Fails with
+    /// [`StoreError::Conflict`] if the hash or id already exists.
+    async fn create_key(&self, record: &KeyRecord) -> Result<(), StoreError>;
+
+    /// Read a key record by its public id (strongly consistent).
+    async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// Revoke a key: its record says so and its allowance stops admitting it,
+    /// in one transaction. Returns the updated record.
+    async fn revoke(&self, key_id: &KeyId, now: i64) -> Result<KeyRecord, StoreError>;
+}

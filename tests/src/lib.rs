@@ -1,0 +1,49 @@
+//! Helpers for the cross-function tests: an SDK client pointed at the local
+//! emulator and a fresh table per test, created from `template.yaml`.
+//!
+//! The tests run under `infra/local/with-emulator` (`make test`), which starts
+//! moto on a free loopback port and sets `AWS_ENDPOINT_URL`. They refuse to
+//! run against anything but a loopback endpoint, so they can never touch a
+//! real AWS account.
+
+use aws_config::BehaviorVersion;
+use keygate::store::DynamoStore;
+use keygate::table::TableSpec;
+use rand::Rng;
+
+/// SDK configuration for the local emulator.
+///
+/// # Panics
+/// If `AWS_ENDPOINT_URL` is unset or not a loopback address: run the tests
+/// through `make test`.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        "AWS_ENDPOINT_URL must point at the local emulator (run `make test`), got {endpoint:?}"
+    );
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// A DynamoDB client for the local emulator.
+pub async fn dynamo() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config().await)
+}
+
+/// A unique table name, so tests run in parallel without sharing state.
+pub fn unique_name(prefix: &str) -> String {
+    let n: u64 = rand::rng().random();
+    format!("{prefix}-{n:016x}")
+}
+
+/// A fresh table created from the template's definition, and a store over it.
+pub async fn fresh_store() -> DynamoStore {
+    let client = dynamo().await;
+    let name = unique_name("keygate-test");
+    TableSpec::from_embedded_template()
+        .expect("template defines the table")
+        .create(&client, &name)
+        .await
+        .expect("create table in the emulator");
+    DynamoStore::new(client, name)
+}

@@ -21,8 +21,14 @@ $(VENV)/.test-tools: infra/requirements-test.txt
 
 tools: $(VENV)/.test-tools ## Install the test tools into the project virtualenv
 
+TEST_LOGS := $(CURDIR)/.local/test-logs
+
 test: tools ## Run every test; starts and stops its own emulator
-	$(EMU) cargo test --workspace --all-targets --locked
+	rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
+	KEYGATE_TEST_LOGS=$(TEST_LOGS) $(EMU) cargo test --workspace --all-targets --locked 2>&1 \
+	  | tee $(TEST_LOGS)/cargo-test.out
+	KEYGATE_TEST_LOGS=$(TEST_LOGS) cargo run --quiet --locked -p keygate-tests --bin check-logs
+	@awk '/^test result:/ {p+=$$4; f+=$$6; i+=$$8} END {printf "test result: %s. %d passed; %d failed; %d ignored; 0 measured; 0 filtered out (whole suite)\n", (f ? "FAILED" : "ok"), p, f, i; exit (f > 0)}' $(TEST_LOGS)/cargo-test.out
 
 unit: ## Unit tests only (no emulator)
 	cargo test --workspace --lib --locked

@@ -6,6 +6,9 @@
 //! run against anything but a loopback endpoint, so they can never touch a
 //! real AWS account.
 
+pub mod events;
+pub mod logs;
+
 use aws_config::BehaviorVersion;
 use keygate::store::DynamoStore;
 use keygate::table::TableSpec;

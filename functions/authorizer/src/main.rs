@@ -1,1 +1,27 @@
-fn main() {}
+//! Lambda entry point of the authorizer. Everything else is in the library.
+
+use authorizer::{build, Config};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let config = Config::from_lookup(|name| std::env::var(name).ok())?;
+    let handler = build(&config).await;
+    let handler = &handler;
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let handled = handler
+            .handle(event.payload, &event.context.request_id)
+            .await?;
+        Ok::<Value, Error>(handled.response)
+    }))
+    .await
+}

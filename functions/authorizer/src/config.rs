@@ -1,0 +1,139 @@
+//! Settings from the function's environment, read once per container.
+
+use std::time::Duration;
+
+use keygate::authorize::AuthConfig;
+use keygate::key::{KeyEnv, KeyFormat};
+
+use crate::handler::Settings;
+use crate::response::V2Response;
+
+/// Everything the authorizer reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table: String,
+    pub format: KeyFormat,
+    pub settings: Settings,
+    pub auth: AuthConfig,
+}
+
+/// A missing or invalid setting: the container refuses to start.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Read from a lookup function (the process environment in `main`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table = get("KEYGATE_TABLE").ok_or_else(|| bad("KEYGATE_TABLE", "required"))?;
+        let prefix = get("KEYGATE_KEY_PREFIX").unwrap_or_else(|| "ak".into());
+        let env = match get("KEYGATE_KEY_ENV").as_deref().unwrap_or("live") {
+            "live" => KeyEnv::Live,
+            "test" => KeyEnv::Test,
+            other => {
+                return Err(bad(
+                    "KEYGATE_KEY_ENV",
+                    format!("live or test, got {other:?}"),
+                ))
+            }
+        };
+        let format =
+            KeyFormat::new(&prefix, env).map_err(|e| bad("KEYGATE_KEY_PREFIX", e.to_string()))?;
+        let v2_response = match get("KEYGATE_V2_RESPONSE").as_deref().unwrap_or("simple") {
+            "simple" => V2Response::Simple,
+            "iam" => V2Response::Iam,
+            other => {
+                return Err(bad(
+                    "KEYGATE_V2_RESPONSE",
+                    format!("simple or iam, got {other:?}"),
+                ))
+            }
+        };
+        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= max)
+                    .ok_or_else(|| bad(name, format!("a number up to {max}, got {v:?}"))),
+            }
+        };
+        let deadline_ms = number("KEYGATE_DEADLINE_MS", 1500, 10_000)?;
+        let cache_ttl = number("KEYGATE_CACHE_TTL_SECONDS", 10, 300)?;
+        Ok(Self {
+            table,
+            format,
+            settings: Settings {
+                v2_response,
+                deadline: Duration::from_millis(deadline_ms),
+            },
+            auth: AuthConfig {
+                cache_ttl: cache_ttl as i64,
+                ..AuthConfig::default()
+            },
+        })
+    }
+
+    /// SDK timeouts and retries that fit inside the decision deadline.
+    pub fn sdk_timeouts(
+        &self,
+    ) -> (
+        aws_config::timeout::TimeoutConfig,
+        aws_config::retry::RetryConfig,
+    ) {
+        let deadline = self.settings.deadline;
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(deadline / 4)
+            .operation_attempt_timeout(deadline / 3)
+            .operation_timeout(deadline)
+            .build();
+        let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(2);
+        (timeouts, retries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = from(&[("KEYGATE_TABLE", "t")]).unwrap();
+        assert_eq!(c.format.prefix(), "ak");
+        assert_eq!(c.settings.v2_response, V2Response::Simple);
+        assert_eq!(c.settings.deadline, Duration::from_millis(1500));
+        assert_eq!(from(&[]).unwrap_err().name, "KEYGATE_TABLE");
+        assert_eq!(
+            from(&[("KEYGATE_TABLE", "t"), ("KEYGATE_KEY_ENV", "prod")])
+                .unwrap_err()
+                .name,
+            "KEYGATE_KEY_ENV"
+        );
+        assert_eq!(
+            from(&[("KEYGATE_TABLE", "t"), ("KEYGATE_DEADLINE_MS", "99999")])
+                .unwrap_err()
+                .name,
+            "KEYGATE_DEADLINE_MS"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Secrets hygiene over the whole suite's logs: no key the tests issued may
+//! appear in any log line. Run by `make test` after `cargo test`.
+//!
+//! It fails, too, if there is nothing to check (no keys or no decision
+//! lines), so a broken log capture cannot pass silently.
+
+use std::collections::HashSet;
+use std::fs;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let dir = keygate_tests::logs::dir();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        eprintln!("check-logs: no log directory at {}", dir.display());
+        return ExitCode::FAILURE;
+    };
+    let mut keys = HashSet::new();
+    let mut logs = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if name.starts_with("keys-") {
+            keys.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        } else if name.ends_with(".log") {
+            logs.push((name, text));
+        }
+    }
+    let decisions: usize = logs
+        .iter()
+        .map(|(_, t)| {
+            t.lines()
+                .filter(|l| l.contains("\"message\":\"decision\""))
+                .count()
+        })
+        .sum();
+    let lines: usize = logs.iter().map(|(_, t)| t.lines().count()).sum();
+    if keys.is_empty() || decisions == 0 {
+        eprintln!(
+            "check-logs: nothing to check ({} keys, {decisions} decisions)",
+            keys.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut leaks = 0;
+    for (name, text) in &logs {
+        for (n, line) in text.lines().enumerate() {
+            // Any key-shaped token, ours or not, and every issued key.
+            let shaped = line
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .any(|tok| keygate::key::verify_any(tok).is_ok());
+            if shaped || keys.iter().any(|k| line.contains(k.as_str())) {
+                eprintln!("check-logs: a key appears in {name}:{}", n + 1);
+                leaks += 1;
+            }
+        }
+    }
+    println!(
+        "check-logs: {} keys issued, {} log lines ({decisions} decisions) in {} files, {leaks} leaks",
+        keys.len(),
+        lines,
+        logs.len()
+    );
+    if leaks == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

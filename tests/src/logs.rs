@@ -1,0 +1,66 @@
+//! The suite's logs, kept for the secrets-hygiene check.
+//!
+//! Every test binary installs one JSON `tracing` subscriber writing to
+//! `<dir>/<binary>-<pid>.log`, and records every plaintext key it issues in
+//! `<dir>/keys-<pid>.txt`. After the whole suite, `check-logs` (run by
+//! `make test`) fails if any recorded key appears in any log. The directory
+//! is `KEYGATE_TEST_LOGS`, or `.local/test-logs` at the workspace root.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use keygate::key::ApiKey;
+
+/// Where the suite's logs go.
+pub fn dir() -> PathBuf {
+    std::env::var_os("KEYGATE_TEST_LOGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local/test-logs"))
+        })
+}
+
+static KEYS: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// Install the log subscriber (once per test binary).
+pub fn init() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let dir = dir();
+        fs::create_dir_all(&dir).expect("create the test log directory");
+        let exe = std::env::current_exe().ok();
+        let name = exe
+            .as_ref()
+            .and_then(|p| p.file_stem())
+            .and_then(|s| s.to_str())
+            .unwrap_or("test");
+        let path = dir.join(format!("{name}-{}.log", std::process::id()));
+        let file = File::create(path).expect("create the test log file");
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(Mutex::new(file))
+            .with_max_level(tracing::Level::DEBUG)
+            .init();
+    });
+}
+
+/// Remember a key this test issued, so the check can look for it.
+pub fn remember(key: &ApiKey) {
+    let file = KEYS.get_or_init(|| {
+        let dir = dir();
+        fs::create_dir_all(&dir).expect("create the test log directory");
+        let path = dir.join(format!("keys-{}.txt", std::process::id()));
+        Mutex::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open the key list"),
+        )
+    });
+    let mut file = file.lock().expect("key list lock");
+    writeln!(file, "{}", key.expose()).expect("write the key list");
+}

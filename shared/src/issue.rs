@@ -71,3 +71,22 @@ pub fn mint(format: &KeyFormat, spec: KeySpec, now: Timestamp) -> (ApiKey, KeyRe
     };
     (key, record)
 }
+
+/// A successor for `old`: a new key and id with the same owner, scopes,
+/// limits, allowlist and policy, spending from the *same* allowance, so a
+/// rotation never doubles what the owner may use.
+pub fn successor(format: &KeyFormat, old: &KeyRecord, now: Timestamp) -> (ApiKey, KeyRecord) {
+    let spec = KeySpec {
+        owner: old.owner.clone(),
+        name: old.name.clone(),
+        scopes: old.scopes.clone(),
+        limits: old.limits,
+        allowed_cidrs: old.allowed_cidrs.clone(),
+        expires_at: old.expires_at,
+        rotation_days: old.rotation_days,
+        metadata: old.metadata.clone(),
+    };
+    let (key, mut record) = mint(format, spec, now);
+    record.allowance_id = old.allowance_id.clone();
+    (key, record)
+}

@@ -41,6 +41,7 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// A fresh table created from the template's definition, and a store over it.
 pub async fn fresh_store() -> DynamoStore {
+    logs::init();
     let client = dynamo().await;
     let name = unique_name("keygate-test");
     TableSpec::from_embedded_template()

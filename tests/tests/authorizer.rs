@@ -546,3 +546,41 @@ async fn odd_events_never_panic_and_never_allow() {
     let handled = rig.handler.handle(token_no_arn, "r").await.unwrap();
     assert!(!allows(Payload::RestToken, &handled.response, None));
 }
+
+#[tokio::test]
+async fn a_rotated_key_and_its_successor_share_one_allowance_until_the_grace_ends() {
+    let rig = rig(Payload::HttpV2Simple).await;
+    let (old_key, old) = rig.issue(quota(4, Period::Day)).await;
+    assert!(rig.allowed(&rig.call_with(&old_key).await)); // cached from here on
+    assert!(rig.allowed(&rig.call_with(&old_key).await));
+
+    let (new_key, successor) = keygate::issue::successor(&rig.format, &old, NOON);
+    logs::remember(&new_key);
+    let grace_until = NOON + 3600;
+    rig.store.rotate(&old, &successor, grace_until, NOON).await.unwrap();
+    // A second rotation of the same version loses.
+    let (_, again) = keygate::issue::successor(&rig.format, &old, NOON);
+    assert!(rig.store.rotate(&old, &again, grace_until, NOON).await.is_err());
+
+    // Two left in the shared allowance, whichever key spends them.
+    let handled = rig.call_with(&new_key).await;
+    assert!(rig.allowed(&handled));
+    assert_eq!(handled.response["context"]["quotaRemaining"], 1);
+    assert_eq!(handled.response["context"]["keyId"], successor.key_id.as_str());
+    assert!(rig.allowed(&rig.call_with(&old_key).await));
+    rig.assert_denied(&rig.call_with(&new_key).await, "quota_exceeded");
+    rig.assert_denied(&rig.call_with(&old_key).await, "quota_exceeded");
+
+    // Until its grace deadline the old key is valid (only out of quota);
+    // from the deadline on it is refused as expired, whatever the quota.
+    rig.clock.set(grace_until - 1);
+    rig.assert_denied(&rig.call_with(&old_key).await, "quota_exceeded");
+    rig.clock.set(grace_until);
+    rig.assert_denied(&rig.call_with(&old_key).await, "expired");
+    // The next day the successor has the whole allowance again.
+    rig.clock.set(Period::Day.window(NOON).end);
+    rig.assert_denied(&rig.call_with(&old_key).await, "expired");
+    let handled = rig.call_with(&new_key).await;
+    assert!(rig.allowed(&handled));
+    assert_eq!(handled.response["context"]["quotaRemaining"], 3);
+}

@@ -80,6 +80,27 @@ impl DynamoStore {
         })
     }
 
+    /// The pointer from a public key id to the record.
+    fn pointer_item(record: &KeyRecord) -> Item {
+        let mut pointer = Self::key_of(items::key_id_pk(record.key_id.as_str()), items::KEY_SK);
+        pointer.insert("hash".into(), s(record.hash.as_str()));
+        pointer.insert("owner".into(), s(record.owner.clone()));
+        pointer
+    }
+
+    /// A transactional put that refuses to overwrite.
+    fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = built(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", items::PK)
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     /// The allowance item a new key starts with.
     fn allowance_item(record: &KeyRecord) -> Item {
         let mut item = Self::key_of(
@@ -110,12 +131,22 @@ impl DynamoStore {
     }
 }
 
-fn is_conditional(err: &aws_sdk_dynamodb::Error) -> bool {
-    matches!(
-        err,
+/// Map a transaction's failure: a failed condition is a conflict, the rest
+/// are DynamoDB errors.
+fn transact_error<E, R>(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
+where
+    aws_sdk_dynamodb::Error: From<aws_sdk_dynamodb::error::SdkError<E, R>>,
+{
+    let err = aws_sdk_dynamodb::Error::from(err);
+    match err {
         aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)
-            | aws_sdk_dynamodb::Error::TransactionCanceledException(_)
-    )
+        | aws_sdk_dynamodb::Error::TransactionCanceledException(_) => StoreError::Conflict,
+        other => StoreError::Dynamo(Box::new(other)),
+    }
+}
+
+fn built<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    r.map_err(|_| StoreError::Corrupt("request could not be built"))
 }
 
 #[async_trait]
@@ -208,39 +239,16 @@ impl Admission for DynamoStore {
 #[async_trait]
 impl KeyAdmin for DynamoStore {
     async fn create_key(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        let not_exists = "attribute_not_exists(#pk)";
-        let put = |item: Item| -> Result<TransactWriteItem, StoreError> {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(not_exists)
-                .expression_attribute_names("#pk", items::PK)
-                .build()
-                .map_err(|_| StoreError::Corrupt("put request"))?;
-            Ok(TransactWriteItem::builder().put(put).build())
-        };
-        let mut pointer = Self::key_of(items::key_id_pk(record.key_id.as_str()), items::KEY_SK);
-        pointer.insert("hash".into(), s(record.hash.as_str()));
-        pointer.insert("owner".into(), s(record.owner.clone()));
-        let result = self
-            .client
+        let put = |item| self.put_new(item);
+        self.client
             .transact_write_items()
             .transact_items(put(Self::record_item(record)?)?)
-            .transact_items(put(pointer)?)
+            .transact_items(put(Self::pointer_item(record))?)
             .transact_items(put(Self::allowance_item(record))?)
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let err = aws_sdk_dynamodb::Error::from(err);
-                if is_conditional(&err) {
-                    Err(StoreError::Conflict)
-                } else {
-                    Err(StoreError::Dynamo(Box::new(err)))
-                }
-            }
-        }
+            .await
+            .map_err(transact_error)?;
+        Ok(())
     }
 
     async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
@@ -272,51 +280,115 @@ impl KeyAdmin for DynamoStore {
         record.status = KeyStatus::Revoked;
         record.version += 1;
         record.revoked_at = Some(now);
-        let update_record = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_of(
-                items::key_pk(record.hash.as_str()),
-                items::KEY_SK,
-            )))
-            .update_expression("SET #st = :st, #v = :v, #ra = :ra")
-            .condition_expression("#v = :prev")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#ra", "revoked_at")
-            .expression_attribute_values(":ra", n(now))
-            .expression_attribute_values(":st", s("revoked"))
-            .expression_attribute_values(":v", n(record.version))
-            .expression_attribute_values(":prev", n(previous))
-            .build()
-            .map_err(|_| StoreError::Corrupt("update request"))?;
-        let close_allowance = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_of(
-                items::allowance_pk(&record.allowance_id),
-                items::ALLOWANCE_SK,
-            )))
-            .update_expression("REMOVE #kv.#kid")
-            .expression_attribute_names("#kv", alw::VERSIONS)
-            .expression_attribute_names("#kid", key_id.as_str())
-            .build()
-            .map_err(|_| StoreError::Corrupt("update request"))?;
-        let result = self
-            .client
+        let update_record = built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key_of(
+                    items::key_pk(record.hash.as_str()),
+                    items::KEY_SK,
+                )))
+                .update_expression("SET #st = :st, #v = :v, #ra = :ra")
+                .condition_expression("#v = :prev")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#ra", "revoked_at")
+                .expression_attribute_values(":ra", n(now))
+                .expression_attribute_values(":st", s("revoked"))
+                .expression_attribute_values(":v", n(record.version))
+                .expression_attribute_values(":prev", n(previous))
+                .build(),
+        )?;
+        let close_allowance = built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key_of(
+                    items::allowance_pk(&record.allowance_id),
+                    items::ALLOWANCE_SK,
+                )))
+                .update_expression("REMOVE #kv.#kid")
+                .expression_attribute_names("#kv", alw::VERSIONS)
+                .expression_attribute_names("#kid", key_id.as_str())
+                .build(),
+        )?;
+        self.client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update_record).build())
             .transact_items(TransactWriteItem::builder().update(close_allowance).build())
             .send()
-            .await;
-        match result {
-            Ok(_) => Ok(record),
-            Err(err) => {
-                let err = aws_sdk_dynamodb::Error::from(err);
-                if is_conditional(&err) {
-                    Err(StoreError::Conflict)
-                } else {
-                    Err(StoreError::Dynamo(Box::new(err)))
-                }
-            }
+            .await
+            .map_err(transact_error)?;
+        Ok(record)
+    }
+
+    async fn rotate(
+        &self,
+        old: &KeyRecord,
+        successor: &KeyRecord,
+        grace_until: i64,
+        now: i64,
+    ) -> Result<KeyRecord, StoreError> {
+        if successor.allowance_id != old.allowance_id || successor.owner != old.owner {
+            return Err(StoreError::Corrupt(
+                "a successor must share owner and allowance",
+            ));
         }
+        let mut updated = old.clone();
+        updated.status = KeyStatus::Rotating;
+        updated.version += 1;
+        updated.rotated_at = Some(now);
+        updated.grace_until = Some(grace_until);
+        updated.successor = Some(successor.key_id.clone());
+        let update_old = built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key_of(
+                    items::key_pk(old.hash.as_str()),
+                    items::KEY_SK,
+                )))
+                .update_expression("SET #st = :st, #v = :v, #ra = :now, #gu = :gu, #su = :su")
+                .condition_expression("#v = :prev AND #st = :active")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_names("#ra", "rotated_at")
+                .expression_attribute_names("#gu", "grace_until")
+                .expression_attribute_names("#su", "successor")
+                .expression_attribute_values(":st", s("rotating"))
+                .expression_attribute_values(":active", s("active"))
+                .expression_attribute_values(":v", n(updated.version))
+                .expression_attribute_values(":prev", n(old.version))
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":gu", n(grace_until))
+                .expression_attribute_values(":su", s(successor.key_id.as_str()))
+                .build(),
+        )?;
+        // Both keys spend from the one allowance: the old one at its new
+        // version, the successor at its first.
+        let share = built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key_of(
+                    items::allowance_pk(&old.allowance_id),
+                    items::ALLOWANCE_SK,
+                )))
+                .update_expression("SET #kv.#old = :ov, #kv.#new = :nv")
+                .condition_expression("#kv.#old = :prev")
+                .expression_attribute_names("#kv", alw::VERSIONS)
+                .expression_attribute_names("#old", old.key_id.as_str())
+                .expression_attribute_names("#new", successor.key_id.as_str())
+                .expression_attribute_values(":ov", n(updated.version))
+                .expression_attribute_values(":nv", n(successor.version))
+                .expression_attribute_values(":prev", n(old.version))
+                .build(),
+        )?;
+        self.client
+            .transact_write_items()
+            .transact_items(self.put_new(Self::record_item(successor)?)?)
+            .transact_items(self.put_new(Self::pointer_item(successor))?)
+            .transact_items(TransactWriteItem::builder().update(update_old).build())
+            .transact_items(TransactWriteItem::builder().update(share).build())
+            .send()
+            .await
+            .map_err(transact_error)?;
+        Ok(updated)
     }
 }

@@ -99,4 +99,16 @@ pub trait KeyAdmin: Send + Sync {
     /// Revoke a key: its record says so and its allowance stops admitting it,
     /// in one transaction. Returns the updated record.
     async fn revoke(&self, key_id: &KeyId, now: i64) -> Result<KeyRecord, StoreError>;
+
+    /// Store `successor` (minted by [`crate::issue::successor`]) and put
+    /// `old` into its grace period until `grace_until`, in one transaction.
+    /// Fails with [`StoreError::Conflict`] if `old` changed meanwhile (for
+    /// example, another rotation won). Returns the updated old record.
+    async fn rotate(
+        &self,
+        old: &KeyRecord,
+        successor: &KeyRecord,
+        grace_until: i64,
+        now: i64,
+    ) -> Result<KeyRecord, StoreError>;
 }

@@ -9,7 +9,7 @@ EMU := infra/local/with-emulator
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
-.PHONY: help tools test unit lint fmt dev clean-local
+.PHONY: help tools dev-tools test unit lint fmt dev bench build clean-local
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,6 +20,12 @@ $(VENV)/.test-tools: infra/requirements-test.txt
 	touch $@
 
 tools: $(VENV)/.test-tools ## Install the test tools into the project virtualenv
+
+$(VENV)/.dev-tools: $(VENV)/.test-tools infra/requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-dev.txt
+	touch $@
+
+dev-tools: $(VENV)/.dev-tools ## Install cargo-lambda, zig and the SAM CLI into the virtualenv
 
 TEST_LOGS := $(CURDIR)/.local/test-logs
 
@@ -43,6 +49,20 @@ fmt: ## Format the code
 dev: tools ## Run the system locally (emulator + table) until Ctrl-C
 	cargo build --locked -p keyctl
 	$(EMU) infra/local/dev
+
+BENCH_SECONDS ?= 10
+BENCH_CONCURRENCY ?= 8
+
+bench: tools ## Measure and write BENCHMARKS.md (release builds; takes minutes)
+	cargo bench --locked -p keygate-tests --bench decision -- --noplot
+	cargo build --release --locked -p keygate-tests --bin bench-load
+	mkdir -p target/bench
+	$(EMU) target/release/bench-load $(BENCH_SECONDS) $(BENCH_CONCURRENCY) > target/bench/load.json
+	$(PY) infra/bench/report.py > BENCHMARKS.md
+	cat BENCHMARKS.md
+
+build: dev-tools ## sam build: arm64 Lambda artifacts through cargo-lambda
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build --template template.yaml
 
 clean-local: ## Remove local state (.local, .dev)
 	rm -rf .local .dev

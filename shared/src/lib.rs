@@ -16,13 +16,16 @@
 pub mod authorize;
 pub mod base62;
 pub mod clock;
+pub mod config;
 pub mod decision;
 pub mod hash;
 pub mod id;
 pub mod issue;
 pub mod key;
 pub mod limits;
+pub mod manage;
 pub mod model;
 pub mod scope;
+pub mod secrets;
 pub mod store;
 pub mod table;

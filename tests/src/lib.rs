@@ -7,6 +7,7 @@
 //! real AWS account.
 
 pub mod events;
+pub mod instant;
 pub mod logs;
 
 use aws_config::BehaviorVersion;
@@ -50,4 +51,18 @@ pub async fn fresh_store() -> DynamoStore {
         .await
         .expect("create table in the emulator");
     DynamoStore::new(client, name)
+}
+
+/// An audit event for test fixtures written straight through the store.
+pub fn audit(
+    record: &keygate::model::KeyRecord,
+    action: keygate::store::AuditAction,
+) -> keygate::store::AuditEvent {
+    keygate::store::AuditEvent::new(
+        &record.key_id,
+        action,
+        "test",
+        record.created_at,
+        serde_json::json!({}),
+    )
 }

@@ -76,7 +76,13 @@ impl Rig {
         edit(&mut spec);
         let (key, record) = mint(&self.format, spec, self.clock.now());
         logs::remember(&key);
-        self.store.create_key(&record).await.unwrap();
+        self.store
+            .create_key(
+                &record,
+                &keygate_tests::audit(&record, keygate::store::AuditAction::Issued),
+            )
+            .await
+            .unwrap();
         (key, record)
     }
 
@@ -210,7 +216,14 @@ async fn every_payload_denies_for_every_reason() {
         rig.assert_denied(&rig.call_with(&unknown).await, "not_found");
 
         let (revoked, record) = rig.issue(|_| {}).await;
-        rig.store.revoke(&record.key_id, NOON).await.unwrap();
+        rig.store
+            .revoke(
+                &record.key_id,
+                NOON,
+                &keygate_tests::audit(&record, keygate::store::AuditAction::Revoked),
+            )
+            .await
+            .unwrap();
         rig.assert_denied(&rig.call_with(&revoked).await, "revoked");
 
         let (expiring, _) = rig.issue(|s| s.expires_at = Some(NOON + 60)).await;
@@ -335,7 +348,14 @@ async fn revocation_is_immediate_even_with_a_warm_cache() {
     let (key, record) = rig.issue(|_| {}).await;
     assert!(rig.allowed(&rig.call_with(&key).await));
     assert!(rig.allowed(&rig.call_with(&key).await));
-    rig.store.revoke(&record.key_id, NOON).await.unwrap();
+    rig.store
+        .revoke(
+            &record.key_id,
+            NOON,
+            &keygate_tests::audit(&record, keygate::store::AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
     // The container still caches the active record: the write's version check denies.
     rig.assert_denied(&rig.call_with(&key).await, "revoked");
     rig.assert_denied(&rig.call_with(&key).await, "revoked");
@@ -557,16 +577,26 @@ async fn a_rotated_key_and_its_successor_share_one_allowance_until_the_grace_end
     let (new_key, successor) = keygate::issue::successor(&rig.format, &old, NOON);
     logs::remember(&new_key);
     let grace_until = NOON + 3600;
-    rig.store.rotate(&old, &successor, grace_until, NOON).await.unwrap();
+    rig.store
+        .rotate(&old, &successor, grace_until, NOON, "test")
+        .await
+        .unwrap();
     // A second rotation of the same version loses.
     let (_, again) = keygate::issue::successor(&rig.format, &old, NOON);
-    assert!(rig.store.rotate(&old, &again, grace_until, NOON).await.is_err());
+    assert!(rig
+        .store
+        .rotate(&old, &again, grace_until, NOON, "test")
+        .await
+        .is_err());
 
     // Two left in the shared allowance, whichever key spends them.
     let handled = rig.call_with(&new_key).await;
     assert!(rig.allowed(&handled));
     assert_eq!(handled.response["context"]["quotaRemaining"], 1);
-    assert_eq!(handled.response["context"]["keyId"], successor.key_id.as_str());
+    assert_eq!(
+        handled.response["context"]["keyId"],
+        successor.key_id.as_str()
+    );
     assert!(rig.allowed(&rig.call_with(&old_key).await));
     rig.assert_denied(&rig.call_with(&new_key).await, "quota_exceeded");
     rig.assert_denied(&rig.call_with(&old_key).await, "quota_exceeded");

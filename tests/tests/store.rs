@@ -78,7 +78,13 @@ async fn table_created_from_the_template_matches_it() {
 async fn create_read_and_revoke_a_key() {
     let store = fresh_store().await;
     let (key, record) = mint(&format(), spec(Some(10)), NOW);
-    store.create_key(&record).await.unwrap();
+    store
+        .create_key(
+            &record,
+            &keygate_tests::audit(&record, keygate::store::AuditAction::Issued),
+        )
+        .await
+        .unwrap();
     let by_hash = store.key_by_hash(&KeyHash::of(&key), true).await.unwrap();
     assert_eq!(by_hash.as_ref(), Some(&record));
     assert_eq!(
@@ -87,7 +93,12 @@ async fn create_read_and_revoke_a_key() {
     );
     // Same record again: the conditional puts refuse it.
     assert!(matches!(
-        store.create_key(&record).await,
+        store
+            .create_key(
+                &record,
+                &keygate_tests::audit(&record, keygate::store::AuditAction::Issued)
+            )
+            .await,
         Err(StoreError::Conflict)
     ));
     // Nothing stored contains the plaintext.
@@ -102,14 +113,27 @@ async fn create_read_and_revoke_a_key() {
     assert!(!dump.contains(key.expose()));
     assert!(dump.contains(record.hash.as_str()));
 
-    let revoked = store.revoke(&record.key_id, NOW + 5).await.unwrap();
+    let revoked = store
+        .revoke(
+            &record.key_id,
+            NOW + 5,
+            &keygate_tests::audit(&record, keygate::store::AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
     assert_eq!(revoked.status, KeyStatus::Revoked);
     assert_eq!(revoked.version, record.version + 1);
     let stored = store.key_by_id(&record.key_id).await.unwrap().unwrap();
     assert_eq!(stored, revoked);
     let missing = KeyId::generate();
     assert!(matches!(
-        store.revoke(&missing, NOW).await,
+        store
+            .revoke(
+                &missing,
+                NOW,
+                &keygate_tests::audit(&record, keygate::store::AuditAction::Revoked)
+            )
+            .await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.key_by_id(&missing).await.unwrap(), None);
@@ -148,7 +172,13 @@ async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, 
 async fn two_hundred_concurrent_increments_against_a_limit_of_fifty_admit_exactly_fifty() {
     let store = Arc::new(fresh_store().await);
     let (_key, record) = mint(&format(), spec(Some(50)), NOW);
-    store.create_key(&record).await.unwrap();
+    store
+        .create_key(
+            &record,
+            &keygate_tests::audit(&record, keygate::store::AuditAction::Issued),
+        )
+        .await
+        .unwrap();
     let record = Arc::new(record);
     let tasks: Vec<_> = (0..200)
         .map(|_| {

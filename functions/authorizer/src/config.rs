@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use keygate::authorize::AuthConfig;
-use keygate::key::{KeyEnv, KeyFormat};
+pub use keygate::config::ConfigError;
+use keygate::config::Deployment;
+use keygate::key::KeyFormat;
 
 use crate::handler::Settings;
 use crate::response::V2Response;
@@ -17,38 +19,14 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-/// A missing or invalid setting: the container refuses to start.
-#[derive(Debug, thiserror::Error)]
-#[error("setting {name}: {problem}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub problem: String,
-}
-
 fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name,
-        problem: problem.into(),
-    }
+    ConfigError::new(name, problem)
 }
 
 impl Config {
     /// Read from a lookup function (the process environment in `main`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let table = get("KEYGATE_TABLE").ok_or_else(|| bad("KEYGATE_TABLE", "required"))?;
-        let prefix = get("KEYGATE_KEY_PREFIX").unwrap_or_else(|| "ak".into());
-        let env = match get("KEYGATE_KEY_ENV").as_deref().unwrap_or("live") {
-            "live" => KeyEnv::Live,
-            "test" => KeyEnv::Test,
-            other => {
-                return Err(bad(
-                    "KEYGATE_KEY_ENV",
-                    format!("live or test, got {other:?}"),
-                ))
-            }
-        };
-        let format =
-            KeyFormat::new(&prefix, env).map_err(|e| bad("KEYGATE_KEY_PREFIX", e.to_string()))?;
+        let Deployment { table, format } = Deployment::from_lookup(&get)?;
         let v2_response = match get("KEYGATE_V2_RESPONSE").as_deref().unwrap_or("simple") {
             "simple" => V2Response::Simple,
             "iam" => V2Response::Iam,

@@ -2,19 +2,22 @@
 //!
 //! Works against the local emulator (`AWS_ENDPOINT_URL`) and against real AWS
 //! through the standard AWS environment and profiles. Every command goes
-//! through the shared crate's code paths: the same minting, the same store.
+//! through the same [`KeyService`] as the management API, acting as the
+//! operator (an admin, audited as `operator:keyctl`): one implementation of
+//! issuance, validation, rotation and revocation.
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use keygate::clock::{Clock, SystemClock};
-use keygate::id::KeyId;
-use keygate::issue::{mint, KeySpec};
-use keygate::key::{KeyEnv, KeyFormat};
+use keygate::clock::SystemClock;
+use keygate::config::Deployment;
 use keygate::limits::{Limits, Period, Quota, Rate};
-use keygate::scope::Scope;
-use keygate::store::{DynamoStore, KeyAdmin};
+use keygate::manage::request::{IssueRequest, RotateRequest, UpdateRequest};
+use keygate::manage::{Caller, KeyService, ManageError};
+use keygate::secrets::SecretsManager;
+use keygate::store::DynamoStore;
 use keygate::table::TableSpec;
+use serde::Serialize;
 
 #[derive(Parser)]
 #[command(name = "keyctl", version, about = "Operate a keygate deployment")]
@@ -33,6 +36,14 @@ struct Cli {
     /// Key environment of the deployment: live or test.
     #[arg(long, env = "KEYGATE_KEY_ENV", global = true, default_value = "live")]
     key_env: String,
+    /// Name prefix of the Secrets Manager secrets keys are delivered to.
+    #[arg(
+        long,
+        env = "KEYGATE_SECRET_PREFIX",
+        global = true,
+        default_value = "keygate"
+    )]
+    secret_prefix: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,26 +52,45 @@ struct Cli {
 enum Command {
     /// Create the table from the definition in template.yaml (local use).
     CreateTable,
-    /// Issue the first admin key of an owner. The key is printed once.
+    /// Issue the first admin key of an owner. Prints the key once, alone on stdout.
     Bootstrap {
         #[arg(long, default_value = "operator")]
         owner: String,
         #[arg(long, default_value = "bootstrap admin")]
         name: String,
     },
-    /// Issue a key. The key is printed once.
+    /// Issue a key. Prints the key once, alone on stdout; details on stderr.
     Issue(IssueArgs),
-    /// Show a key's record (never the key).
+    /// List the keys of an owner.
+    List {
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show a key (never the key itself).
     Show { key_id: String },
+    /// Change a key: a JSON object as for PATCH /v1/keys/{key_id}.
+    Update { key_id: String, json: String },
     /// Revoke a key; the next request with it is denied.
     Revoke { key_id: String },
+    /// Rotate a key: prints the successor once; the old key works until the grace ends.
+    Rotate {
+        key_id: String,
+        #[arg(long)]
+        grace_seconds: Option<u64>,
+        #[arg(long)]
+        deliver_to_secret: bool,
+    },
+    /// Show a key's audit trail.
+    Events { key_id: String },
 }
 
 #[derive(Args)]
 struct IssueArgs {
     #[arg(long)]
     owner: String,
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "issued by keyctl")]
     name: String,
     /// A scope, e.g. 'GET /orders/*' or 'usage:read'; repeat for more.
     #[arg(long = "scope", required = true)]
@@ -69,7 +99,7 @@ struct IssueArgs {
     #[arg(long)]
     quota: Option<u64>,
     /// Quota period: day or month.
-    #[arg(long, default_value = "day")]
+    #[arg(long, default_value = "day", value_parser = ["day", "month"])]
     period: String,
     /// Requests per rate window.
     #[arg(long)]
@@ -77,18 +107,25 @@ struct IssueArgs {
     /// Rate window in seconds.
     #[arg(long, default_value_t = 1)]
     window: u32,
+    /// An allowed source CIDR; repeat for more.
+    #[arg(long = "cidr")]
+    cidrs: Vec<String>,
+    /// Expiry, seconds since the epoch.
+    #[arg(long)]
+    expires_at: Option<i64>,
+    /// Also write the key to Secrets Manager.
+    #[arg(long)]
+    deliver_to_secret: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
-    #[error("{0}")]
-    Usage(String),
+    #[error(transparent)]
+    Config(#[from] keygate::config::ConfigError),
     #[error(transparent)]
     Table(#[from] keygate::table::TableError),
-    #[error(transparent)]
-    Store(#[from] keygate::store::StoreError),
-    #[error("output: {0}")]
-    Json(#[from] serde_json::Error),
+    #[error("{} ({}): {}", .0.code(), .0.status(), .0)]
+    Manage(#[from] ManageError),
 }
 
 #[tokio::main]
@@ -109,73 +146,116 @@ async fn main() -> ExitCode {
     }
 }
 
-fn format(cli: &Cli) -> Result<KeyFormat, CliError> {
-    let env = KeyEnv::parse(&cli.key_env)
-        .ok_or_else(|| CliError::Usage("--key-env must be live or test".into()))?;
-    KeyFormat::new(&cli.prefix, env).map_err(|e| CliError::Usage(e.to_string()))
-}
-
-fn key_id(text: &str) -> Result<KeyId, CliError> {
-    KeyId::parse(text).ok_or_else(|| CliError::Usage(format!("{text:?} is not a key id")))
+fn print<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let store = DynamoStore::new(client.clone(), cli.table.clone());
-    let now = SystemClock.now();
-    match &cli.command {
+    let lookup = |name: &str| match name {
+        "KEYGATE_TABLE" => Some(cli.table.clone()),
+        "KEYGATE_KEY_PREFIX" => Some(cli.prefix.clone()),
+        "KEYGATE_KEY_ENV" => Some(cli.key_env.clone()),
+        _ => None,
+    };
+    let deployment = Deployment::from_lookup(&lookup)?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let service = KeyService::new(
+        DynamoStore::new(client.clone(), deployment.table.clone()),
+        SystemClock,
+        deployment.format,
+        SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk)),
+        &cli.secret_prefix,
+    );
+    let op = Caller::operator("keyctl");
+    match cli.command {
         Command::CreateTable => {
             TableSpec::from_embedded_template()?
-                .create(&client, &cli.table)
+                .create(&client, &deployment.table)
                 .await?;
-            eprintln!("created table {}", cli.table);
+            eprintln!("created table {}", deployment.table);
         }
         Command::Bootstrap { owner, name } => {
-            let spec = KeySpec::new(owner, name, vec![Scope::Admin]);
-            let (key, record) = mint(&format(&cli)?, spec, now);
-            store.create_key(&record).await?;
+            let issued = service
+                .issue(&op, issue_request(owner, name, vec!["admin".into()]))
+                .await?;
             eprintln!(
-                "admin key {} for owner {owner} (shown once):",
-                record.key_id
+                "admin key {} for owner {} (shown once):",
+                issued.view.key_id, issued.view.owner
             );
-            println!("{}", key.expose());
+            println!("{}", issued.key);
         }
         Command::Issue(args) => {
-            let scopes = args
-                .scopes
-                .iter()
-                .map(|s| Scope::parse(s).map_err(|e| CliError::Usage(format!("scope {s:?}: {e}"))))
-                .collect::<Result<Vec<_>, _>>()?;
-            let period = match args.period.as_str() {
-                "day" => Period::Day,
-                "month" => Period::Month,
-                other => return Err(CliError::Usage(format!("unknown period {other:?}"))),
+            let period = if args.period == "month" {
+                Period::Month
+            } else {
+                Period::Day
             };
-            let mut spec = KeySpec::new(&args.owner, &args.name, scopes);
-            spec.limits = Limits {
+            let mut req = issue_request(args.owner, args.name, args.scopes);
+            req.limits = Limits {
                 quota: args.quota.map(|limit| Quota { limit, period }),
                 rate: args.rate.map(|limit| Rate {
                     limit,
                     window: args.window,
                 }),
             };
-            let (key, record) = mint(&format(&cli)?, spec, now);
-            store.create_key(&record).await?;
-            eprintln!("key {} (shown once):", record.key_id);
-            println!("{}", key.expose());
+            req.allowed_cidrs = args.cidrs;
+            req.expires_at = args.expires_at;
+            req.deliver_to_secret = args.deliver_to_secret;
+            let issued = service.issue(&op, req).await?;
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(&issued.view).unwrap_or_default()
+            );
+            if let Some(secret) = &issued.secret_name {
+                eprintln!("also delivered to secret {secret}");
+            }
+            eprintln!("key {} (shown once):", issued.view.key_id);
+            println!("{}", issued.key);
         }
-        Command::Show { key_id: id } => {
-            let record = store
-                .key_by_id(&key_id(id)?)
-                .await?
-                .ok_or_else(|| CliError::Usage(format!("no key {id}")))?;
-            println!("{}", serde_json::to_string_pretty(&record)?);
+        Command::List { owner, cursor } => print(
+            &service
+                .list(&op, Some(&owner), cursor.as_deref(), None)
+                .await?,
+        ),
+        Command::Show { key_id } => print(&service.get(&op, &key_id).await?),
+        Command::Update { key_id, json } => {
+            let req: UpdateRequest = keygate::manage::request::parse_body(json.as_bytes())?;
+            print(&service.update(&op, &key_id, req).await?)
         }
-        Command::Revoke { key_id: id } => {
-            let record = store.revoke(&key_id(id)?, now).await?;
-            eprintln!("revoked {}", record.key_id);
+        Command::Revoke { key_id } => print(&service.revoke(&op, &key_id).await?),
+        Command::Rotate {
+            key_id,
+            grace_seconds,
+            deliver_to_secret,
+        } => {
+            let req = RotateRequest {
+                grace_seconds,
+                deliver_to_secret,
+            };
+            let (new, old) = service.rotate(&op, &key_id, req).await?;
+            eprintln!("{}", serde_json::to_string_pretty(&old).unwrap_or_default());
+            eprintln!("successor {} (shown once):", new.view.key_id);
+            println!("{}", new.key);
         }
+        Command::Events { key_id } => print(&service.events(&op, &key_id, None, None).await?),
     }
     Ok(())
+}
+
+fn issue_request(owner: String, name: String, scopes: Vec<String>) -> IssueRequest {
+    IssueRequest {
+        owner: Some(owner),
+        name,
+        scopes,
+        limits: Limits::default(),
+        allowed_cidrs: Vec::new(),
+        expires_at: None,
+        rotation_days: None,
+        metadata: Default::default(),
+        deliver_to_secret: false,
+    }
 }

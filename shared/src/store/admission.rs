@@ -80,7 +80,7 @@ impl Step {
         }
     }
 
-    fn start(self) -> Timestamp {
+    pub fn start(self) -> Timestamp {
         match self {
             Step::Continue(s) | Step::Reset(s) => s,
         }

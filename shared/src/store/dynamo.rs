@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::admission::{AdmitOutcome, AdmitPlan};
 use super::items::{self, alw};
-use super::{Admission, KeyAdmin, KeyLookup, StoreError};
+use super::{Admission, AuditAction, AuditEvent, KeyAdmin, KeyLookup, Page, StoreError};
 use crate::decision::DenyReason;
 use crate::hash::KeyHash;
 use crate::id::KeyId;
@@ -80,6 +80,17 @@ impl DynamoStore {
         })
     }
 
+    fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(event).map_err(|source| StoreError::Mapping {
+                what: "audit event",
+                source,
+            })?;
+        item.insert(items::PK.into(), s(items::audit_pk(event.key_id.as_str())));
+        item.insert(items::SK.into(), s(event.sort_key()));
+        Ok(item)
+    }
+
     /// The pointer from a public key id to the record.
     fn pointer_item(record: &KeyRecord) -> Item {
         let mut pointer = Self::key_of(items::key_id_pk(record.key_id.as_str()), items::KEY_SK);
@@ -117,11 +128,7 @@ impl DynamoStore {
         );
         if let Some(q) = record.limits.quota {
             item.insert(alw::QUOTA_LIMIT.into(), n(q.limit));
-            let kind = match q.period {
-                Period::Day => "day",
-                Period::Month => "month",
-            };
-            item.insert(alw::QUOTA_KIND.into(), s(kind));
+            item.insert(alw::QUOTA_KIND.into(), s(period_name(q.period)));
         }
         if let Some(r) = record.limits.rate {
             item.insert(alw::RATE_LIMIT.into(), n(r.limit));
@@ -129,6 +136,39 @@ impl DynamoStore {
         }
         item
     }
+}
+
+fn period_name(p: Period) -> &'static str {
+    match p {
+        Period::Day => "day",
+        Period::Month => "month",
+    }
+}
+
+/// A pagination cursor: the last evaluated key, as hex of its JSON (all our
+/// key attributes are strings). Opaque to clients, and checked on the way
+/// back in: exactly the expected attributes, and the same partition.
+fn encode_cursor(key: &Item) -> String {
+    let map: std::collections::BTreeMap<&str, &str> = key
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.as_str(), v.as_str())))
+        .collect();
+    hex::encode(serde_json::to_vec(&map).unwrap_or_default())
+}
+
+fn decode_cursor(
+    cursor: &str,
+    attrs: &[&str],
+    partition: (&str, &str),
+) -> Result<Item, StoreError> {
+    let bytes = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+    let map: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|_| StoreError::InvalidCursor)?;
+    let exact = map.len() == attrs.len() && attrs.iter().all(|a| map.contains_key(*a));
+    if !exact || map.get(partition.0).map(String::as_str) != Some(partition.1) {
+        return Err(StoreError::InvalidCursor);
+    }
+    Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
 /// Map a transaction's failure: a failed condition is a conflict, the rest
@@ -238,13 +278,14 @@ impl Admission for DynamoStore {
 
 #[async_trait]
 impl KeyAdmin for DynamoStore {
-    async fn create_key(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    async fn create_key(&self, record: &KeyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
         let put = |item| self.put_new(item);
         self.client
             .transact_write_items()
             .transact_items(put(Self::record_item(record)?)?)
             .transact_items(put(Self::pointer_item(record))?)
             .transact_items(put(Self::allowance_item(record))?)
+            .transact_items(put(Self::audit_item(audit)?)?)
             .send()
             .await
             .map_err(transact_error)?;
@@ -274,7 +315,12 @@ impl KeyAdmin for DynamoStore {
             .await
     }
 
-    async fn revoke(&self, key_id: &KeyId, now: i64) -> Result<KeyRecord, StoreError> {
+    async fn revoke(
+        &self,
+        key_id: &KeyId,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<KeyRecord, StoreError> {
         let mut record = self.key_by_id(key_id).await?.ok_or(StoreError::NotFound)?;
         let previous = record.version;
         record.status = KeyStatus::Revoked;
@@ -314,6 +360,7 @@ impl KeyAdmin for DynamoStore {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(update_record).build())
             .transact_items(TransactWriteItem::builder().update(close_allowance).build())
+            .transact_items(self.put_new(Self::audit_item(audit)?)?)
             .send()
             .await
             .map_err(transact_error)?;
@@ -326,6 +373,7 @@ impl KeyAdmin for DynamoStore {
         successor: &KeyRecord,
         grace_until: i64,
         now: i64,
+        actor: &str,
     ) -> Result<KeyRecord, StoreError> {
         if successor.allowance_id != old.allowance_id || successor.owner != old.owner {
             return Err(StoreError::Corrupt(
@@ -386,9 +434,173 @@ impl KeyAdmin for DynamoStore {
             .transact_items(self.put_new(Self::pointer_item(successor))?)
             .transact_items(TransactWriteItem::builder().update(update_old).build())
             .transact_items(TransactWriteItem::builder().update(share).build())
+            .transact_items(self.put_new(Self::audit_item(&AuditEvent::new(
+                &old.key_id,
+                AuditAction::Rotated,
+                actor,
+                now,
+                serde_json::json!({"successor": successor.key_id, "grace_until": grace_until}),
+            ))?)?)
+            .transact_items(self.put_new(Self::audit_item(&AuditEvent::new(
+                &successor.key_id,
+                AuditAction::Issued,
+                actor,
+                now,
+                serde_json::json!({"rotated_from": old.key_id}),
+            ))?)?)
             .send()
             .await
             .map_err(transact_error)?;
         Ok(updated)
+    }
+
+    async fn update_key(
+        &self,
+        old: &KeyRecord,
+        new: &KeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        if new.key_id != old.key_id || new.hash != old.hash || new.version != old.version + 1 {
+            return Err(StoreError::Corrupt(
+                "an update keeps the key and bumps the version",
+            ));
+        }
+        let put_record = built(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(Self::record_item(new)?))
+                .condition_expression("#v = :prev")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":prev", n(old.version))
+                .build(),
+        )?;
+        let mut set = vec!["#kv.#kid = :v".to_owned()];
+        let mut remove = Vec::new();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_of(
+                items::allowance_pk(&old.allowance_id),
+                items::ALLOWANCE_SK,
+            )))
+            .condition_expression("#kv.#kid = :prev")
+            .expression_attribute_names("#kv", alw::VERSIONS)
+            .expression_attribute_names("#kid", old.key_id.as_str())
+            .expression_attribute_names("#ql", alw::QUOTA_LIMIT)
+            .expression_attribute_names("#qt", alw::QUOTA_KIND)
+            .expression_attribute_names("#rl", alw::RATE_LIMIT)
+            .expression_attribute_names("#rw", alw::RATE_WINDOW)
+            .expression_attribute_values(":v", n(new.version))
+            .expression_attribute_values(":prev", n(old.version));
+        match new.limits.quota {
+            Some(q) => {
+                set.push("#ql = :ql, #qt = :qt".into());
+                update = update
+                    .expression_attribute_values(":ql", n(q.limit))
+                    .expression_attribute_values(":qt", s(period_name(q.period)));
+            }
+            None => remove.push("#ql, #qt"),
+        }
+        match new.limits.rate {
+            Some(r) => {
+                set.push("#rl = :rl, #rw = :rw".into());
+                update = update
+                    .expression_attribute_values(":rl", n(r.limit))
+                    .expression_attribute_values(":rw", n(r.window));
+            }
+            None => remove.push("#rl, #rw"),
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let update = built(update.update_expression(expr).build())?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_record).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(self.put_new(Self::audit_item(audit)?)?)
+            .send()
+            .await
+            .map_err(transact_error)?;
+        Ok(())
+    }
+
+    async fn list_by_owner(
+        &self,
+        owner: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<KeyRecord>, StoreError> {
+        let partition = items::owner_pk(owner);
+        let start = cursor
+            .map(|c| {
+                decode_cursor(
+                    c,
+                    &[items::PK, items::SK, items::GPK, items::GSK],
+                    (items::GPK, &partition),
+                )
+            })
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(items::OWNER_INDEX)
+            .key_condition_expression("#g = :g")
+            .expression_attribute_names("#g", items::GPK)
+            .expression_attribute_values(":g", s(partition))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(Self::parse_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            next: out.last_evaluated_key.as_ref().map(encode_cursor),
+        })
+    }
+
+    async fn events(
+        &self,
+        key_id: &KeyId,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        let partition = items::audit_pk(key_id.as_str());
+        let start = cursor
+            .map(|c| decode_cursor(c, &[items::PK, items::SK], (items::PK, &partition)))
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", items::PK)
+            .expression_attribute_values(":p", s(partition))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await?;
+        let events = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
+                    what: "audit event",
+                    source,
+                })
+            })
+            .collect::<Result<Vec<AuditEvent>, _>>()?;
+        Ok(Page {
+            items: events,
+            next: out.last_evaluated_key.as_ref().map(encode_cursor),
+        })
     }
 }

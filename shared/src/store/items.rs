@@ -6,6 +6,7 @@
 //! | key record | `KEY#<sha256>` | `KEY` | [`KeyRecord`](crate::model::KeyRecord), plus `gpk`/`gsk` for the owner index |
 //! | key id pointer | `KID#<key_id>` | `KEY` | `hash`, `owner`: find a record by its public id |
 //! | allowance | `ALW#<allowance_id>` | `ALW` | live key versions, quota and rate counters, today's usage |
+//! | audit event | `AUDIT#<key_id>` | `<time>#<event id>` | [`AuditEvent`](crate::store::AuditEvent), immutable |
 //!
 //! The allowance item is what the authorizer's single conditional write
 //! touches: the map `kv` holds the current record version of every key that
@@ -44,6 +45,10 @@ pub fn key_id_pk(key_id: &str) -> String {
 
 pub fn allowance_pk(allowance_id: &str) -> String {
     format!("ALW#{allowance_id}")
+}
+
+pub fn audit_pk(key_id: &str) -> String {
+    format!("AUDIT#{key_id}")
 }
 
 pub fn owner_pk(owner: &str) -> String {

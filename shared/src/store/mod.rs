@@ -11,12 +11,14 @@
 //! layout).
 
 pub mod admission;
+pub mod audit;
 mod dynamo;
 pub mod items;
 
 use async_trait::async_trait;
 
 pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, UsageMark};
+pub use audit::{AuditAction, AuditEvent};
 pub use dynamo::DynamoStore;
 
 use crate::decision::DenyReason;
@@ -47,6 +49,17 @@ pub enum StoreError {
     /// The item to change does not exist.
     #[error("not found")]
     NotFound,
+    /// A pagination cursor that this store did not hand out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+}
+
+/// One page of a listing, and where the next one starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Opaque; pass it back to read on.
+    pub next: Option<String>,
 }
 
 impl<E, R> From<aws_sdk_dynamodb::error::SdkError<E, R>> for StoreError
@@ -86,19 +99,25 @@ pub trait Admission: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
-/// Issuance and lifecycle of keys.
+/// Issuance and lifecycle of keys. Every change appends its audit event in
+/// the same transaction, so the trail cannot miss a change.
 #[async_trait]
 pub trait KeyAdmin: Send + Sync {
     /// Store a new key with a new allowance of its own. Fails with
     /// [`StoreError::Conflict`] if the hash or id already exists.
-    async fn create_key(&self, record: &KeyRecord) -> Result<(), StoreError>;
+    async fn create_key(&self, record: &KeyRecord, audit: &AuditEvent) -> Result<(), StoreError>;
 
     /// Read a key record by its public id (strongly consistent).
     async fn key_by_id(&self, key_id: &KeyId) -> Result<Option<KeyRecord>, StoreError>;
 
     /// Revoke a key: its record says so and its allowance stops admitting it,
     /// in one transaction. Returns the updated record.
-    async fn revoke(&self, key_id: &KeyId, now: i64) -> Result<KeyRecord, StoreError>;
+    async fn revoke(
+        &self,
+        key_id: &KeyId,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<KeyRecord, StoreError>;
 
     /// Store `successor` (minted by [`crate::issue::successor`]) and put
     /// `old` into its grace period until `grace_until`, in one transaction.
@@ -110,5 +129,32 @@ pub trait KeyAdmin: Send + Sync {
         successor: &KeyRecord,
         grace_until: i64,
         now: i64,
+        actor: &str,
     ) -> Result<KeyRecord, StoreError>;
+
+    /// Replace `old` by `new` (same key, next version) and carry its limits
+    /// to the allowance. Fails with [`StoreError::Conflict`] if `old` is not
+    /// the stored version.
+    async fn update_key(
+        &self,
+        old: &KeyRecord,
+        new: &KeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Keys of one owner, oldest first.
+    async fn list_by_owner(
+        &self,
+        owner: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<KeyRecord>, StoreError>;
+
+    /// The audit trail of a key, oldest first.
+    async fn events(
+        &self,
+        key_id: &KeyId,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<AuditEvent>, StoreError>;
 }

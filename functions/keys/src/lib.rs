@@ -1,0 +1,80 @@
+//! The `keys` function: the management API over `lambda_http`.
+//!
+//! Only conversion lives here: the routes, rules and validation are in
+//! [`keygate::manage`]. The caller comes from the authorizer context API
+//! Gateway places at `requestContext.authorizer.lambda`; a request without
+//! it (a route not behind the authorizer) is refused with 401.
+
+use keygate::clock::{Clock, SystemClock};
+use keygate::config::{ConfigError, Deployment};
+use keygate::manage::{route, ApiRequest, Caller, KeyService};
+use keygate::secrets::{SecretSink, SecretsManager};
+use keygate::store::{DynamoStore, KeyAdmin};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+
+/// Production wiring: one client per service per container.
+pub async fn build(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<KeyService<DynamoStore, SystemClock, SecretsManager>, ConfigError> {
+    let deployment = Deployment::from_lookup(&get)?;
+    let prefix = get("KEYGATE_SECRET_PREFIX").unwrap_or_else(|| "keygate".into());
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), deployment.table);
+    let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk));
+    Ok(KeyService::new(
+        store,
+        SystemClock,
+        deployment.format,
+        secrets,
+        &prefix,
+    ))
+}
+
+fn caller(req: &Request) -> Option<Caller> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => {
+            Caller::from_context(&ctx.authorizer.as_ref()?.fields).ok()
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Serve one HTTP request.
+pub async fn handle<S, C, X>(service: &KeyService<S, C, X>, req: Request) -> Response<Body>
+where
+    S: KeyAdmin,
+    C: Clock,
+    X: SecretSink,
+{
+    let query = req
+        .query_string_parameters_ref()
+        .map(|q| {
+            q.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let content_type = req
+        .headers()
+        .get(lambda_http::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let body: &[u8] = req.body().as_ref();
+    let api = ApiRequest {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query,
+        content_type,
+        body,
+        caller: caller(&req),
+    };
+    let answer = route(service, api).await;
+    tracing::info!(method = %req.method(), path = req.uri().path(), status = answer.status, "management request");
+    Response::builder()
+        .status(answer.status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(Body::from(answer.body.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::from("{}")))
+}

@@ -1,0 +1,332 @@
+//! Request bodies of the management API, parsed strictly (unknown fields are
+//! rejected) and validated into domain values, each failure with its own code.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::clock::Timestamp;
+use crate::limits::{Limits, MAX_QUOTA, MAX_RATE, MAX_RATE_WINDOW};
+use crate::model::DEFAULT_ROTATION_DAYS;
+use crate::scope::Scope;
+
+use super::error::ManageError;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+pub const MAX_NAME: usize = 128;
+pub const MAX_SCOPES: usize = 32;
+pub const MAX_CIDRS: usize = 32;
+pub const MAX_METADATA: usize = 16;
+/// Expiry at most this far ahead.
+pub const MAX_EXPIRY_SECONDS: i64 = 10 * 366 * 86_400;
+pub const MAX_ROTATION_DAYS: u32 = 3650;
+/// Rotation grace: default and maximum.
+pub const DEFAULT_GRACE_SECONDS: u64 = 86_400;
+pub const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
+
+/// `POST /v1/keys`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    #[serde(default)]
+    pub owner: Option<String>,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub allowed_cidrs: Vec<String>,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub rotation_days: Option<u32>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    pub deliver_to_secret: bool,
+}
+
+/// `PATCH /v1/keys/{key_id}`: only the fields present change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub limits: Option<Limits>,
+    pub allowed_cidrs: Option<Vec<String>>,
+    pub expires_at: Option<Timestamp>,
+    pub rotation_days: Option<u32>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /v1/keys/{key_id}/rotate`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    pub grace_seconds: Option<u64>,
+    #[serde(default)]
+    pub deliver_to_secret: bool,
+}
+
+/// Parse a JSON body strictly; an empty body reads as `{}`.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManageError> {
+    if body.len() > MAX_BODY {
+        return Err(ManageError::TooLarge(MAX_BODY));
+    }
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        let quoted = msg.split('`').nth(1).map(str::to_owned);
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data if msg.starts_with("unknown field") => ManageError::Invalid {
+                code: "unknown_field",
+                message: msg.clone(),
+                field: quoted,
+            },
+            Category::Data if msg.starts_with("missing field") => ManageError::Invalid {
+                code: "missing_field",
+                message: msg.clone(),
+                field: quoted,
+            },
+            Category::Data => ManageError::Invalid {
+                code: "invalid_type",
+                message: msg,
+                field: None,
+            },
+            _ => ManageError::Invalid {
+                code: "invalid_json",
+                message: "request body is not valid JSON".into(),
+                field: None,
+            },
+        }
+    })
+}
+
+pub fn validate_owner(owner: &str) -> Result<(), ManageError> {
+    let ok = (1..=64).contains(&owner.len())
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ManageError::invalid(
+            "invalid_owner",
+            "owner",
+            "owner must be 1-64 letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+pub fn validate_name(name: &str) -> Result<(), ManageError> {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_NAME
+        || name.chars().any(char::is_control)
+    {
+        return Err(ManageError::invalid(
+            "invalid_name",
+            "name",
+            format!("name must be 1-{MAX_NAME} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_scopes(scopes: &[String]) -> Result<Vec<Scope>, ManageError> {
+    if scopes.is_empty() || scopes.len() > MAX_SCOPES {
+        return Err(ManageError::invalid(
+            "invalid_scope",
+            "scopes",
+            format!("a key needs 1-{MAX_SCOPES} scopes"),
+        ));
+    }
+    scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.contains(',') {
+                return Err(ManageError::invalid(
+                    "invalid_scope",
+                    format!("scopes[{i}]"),
+                    "scopes may not contain ','",
+                ));
+            }
+            Scope::parse(s).map_err(|e| {
+                ManageError::invalid(
+                    "invalid_scope",
+                    format!("scopes[{i}]"),
+                    format!("{s:?}: {e}"),
+                )
+            })
+        })
+        .collect()
+}
+
+pub fn validate_limits(limits: &Limits) -> Result<(), ManageError> {
+    if let Some(q) = limits.quota {
+        if !(1..=MAX_QUOTA).contains(&q.limit) {
+            return Err(ManageError::invalid(
+                "invalid_limit",
+                "limits.quota.limit",
+                format!("quota limit must be 1-{MAX_QUOTA}"),
+            ));
+        }
+    }
+    if let Some(r) = limits.rate {
+        if !(1..=MAX_RATE).contains(&r.limit) {
+            return Err(ManageError::invalid(
+                "invalid_limit",
+                "limits.rate.limit",
+                format!("rate limit must be 1-{MAX_RATE}"),
+            ));
+        }
+        if !(1..=MAX_RATE_WINDOW).contains(&r.window) {
+            return Err(ManageError::invalid(
+                "invalid_limit",
+                "limits.rate.window",
+                format!("rate window must be 1-{MAX_RATE_WINDOW} seconds"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_cidrs(cidrs: &[String]) -> Result<Vec<IpNet>, ManageError> {
+    if cidrs.len() > MAX_CIDRS {
+        return Err(ManageError::invalid(
+            "invalid_cidr",
+            "allowed_cidrs",
+            format!("at most {MAX_CIDRS} CIDRs"),
+        ));
+    }
+    cidrs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            c.parse::<IpNet>().map(|n| n.trunc()).map_err(|_| {
+                ManageError::invalid(
+                    "invalid_cidr",
+                    format!("allowed_cidrs[{i}]"),
+                    format!("{c:?} is not a CIDR such as 203.0.113.0/24"),
+                )
+            })
+        })
+        .collect()
+}
+
+pub fn validate_expiry(expires_at: Option<Timestamp>, now: Timestamp) -> Result<(), ManageError> {
+    match expires_at {
+        Some(e) if e <= now => Err(ManageError::invalid(
+            "invalid_expiry",
+            "expires_at",
+            "expires_at must be in the future",
+        )),
+        Some(e) if e > now + MAX_EXPIRY_SECONDS => Err(ManageError::invalid(
+            "invalid_expiry",
+            "expires_at",
+            "expires_at must be within 10 years",
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn validate_rotation(days: Option<u32>) -> Result<u32, ManageError> {
+    match days {
+        None => Ok(DEFAULT_ROTATION_DAYS),
+        Some(d) if d <= MAX_ROTATION_DAYS => Ok(d),
+        Some(_) => Err(ManageError::invalid(
+            "invalid_rotation",
+            "rotation_days",
+            format!("rotation_days must be 0 (never) to {MAX_ROTATION_DAYS}"),
+        )),
+    }
+}
+
+pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), ManageError> {
+    let bad = metadata.len() > MAX_METADATA
+        || metadata
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256);
+    if bad {
+        return Err(ManageError::invalid(
+            "invalid_metadata",
+            "metadata",
+            format!("at most {MAX_METADATA} entries, keys 1-64 and values up to 256 bytes"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_grace(grace: Option<u64>) -> Result<u64, ManageError> {
+    match grace {
+        None => Ok(DEFAULT_GRACE_SECONDS),
+        Some(g) if g <= MAX_GRACE_SECONDS => Ok(g),
+        Some(_) => Err(ManageError::invalid(
+            "invalid_grace",
+            "grace_seconds",
+            format!("grace_seconds must be 0 to {MAX_GRACE_SECONDS} (30 days)"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_parsing_names_the_problem() {
+        let err =
+            parse_body::<IssueRequest>(br#"{"name":"a","scopes":[],"admin":true}"#).unwrap_err();
+        assert_eq!(err.code(), "unknown_field");
+        assert_eq!(err.body()["error"]["field"], "admin");
+        assert_eq!(
+            parse_body::<IssueRequest>(br#"{"scopes":[]}"#)
+                .unwrap_err()
+                .code(),
+            "missing_field"
+        );
+        assert_eq!(
+            parse_body::<IssueRequest>(b"{").unwrap_err().code(),
+            "invalid_json"
+        );
+        assert_eq!(
+            parse_body::<IssueRequest>(br#"{"name":1,"scopes":[]}"#)
+                .unwrap_err()
+                .code(),
+            "invalid_type"
+        );
+        assert_eq!(
+            parse_body::<IssueRequest>(&vec![b' '; MAX_BODY + 1])
+                .unwrap_err()
+                .status(),
+            413
+        );
+        assert!(parse_body::<RotateRequest>(b"").is_ok());
+    }
+
+    #[test]
+    fn validation_rules() {
+        assert!(validate_owner("acme-1.x_y").is_ok());
+        assert!(validate_owner("a/b").is_err());
+        assert!(validate_name(" ").is_err());
+        assert!(validate_name(&"x".repeat(129)).is_err());
+        assert!(validate_scopes(&["GET /a,b".into()]).is_err());
+        assert!(validate_cidrs(&["10.0.0.0/33".into()]).is_err());
+        assert_eq!(
+            validate_cidrs(&["10.1.2.3/8".into()]).unwrap()[0].to_string(),
+            "10.0.0.0/8"
+        );
+        assert!(validate_expiry(Some(10), 10).is_err());
+        assert!(validate_expiry(Some(10 + MAX_EXPIRY_SECONDS + 1), 10).is_err());
+        assert_eq!(validate_grace(None).unwrap(), DEFAULT_GRACE_SECONDS);
+        assert!(validate_grace(Some(MAX_GRACE_SECONDS + 1)).is_err());
+    }
+}

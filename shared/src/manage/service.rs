@@ -1,0 +1,342 @@
+//! The management operations, with their authorization rules:
+//! permission first, then tenant (another owner's key is a 404, exactly like
+//! a missing one), then the no-escalation rule for anything granted.
+
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::id::KeyId;
+use crate::issue::{mint, successor, KeySpec};
+use crate::key::{ApiKey, KeyFormat};
+use crate::model::{KeyRecord, KeyStatus};
+use crate::secrets::{secret_name, SecretSink};
+use crate::store::{AuditAction, AuditEvent, KeyAdmin, StoreError};
+
+use super::caller::{check_grant, Caller};
+use super::error::ManageError;
+use super::request::*;
+use super::view::{EventPage, IssuedView, KeyPage, KeyView};
+
+/// Page size of listings: default and maximum.
+pub const DEFAULT_PAGE: i32 = 50;
+pub const MAX_PAGE: i32 = 100;
+
+/// Key management over a store, a clock and (optionally) Secrets Manager.
+pub struct KeyService<S, C, X> {
+    store: S,
+    clock: C,
+    format: KeyFormat,
+    secrets: X,
+    secret_prefix: String,
+}
+
+impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
+    pub fn new(store: S, clock: C, format: KeyFormat, secrets: X, secret_prefix: &str) -> Self {
+        Self {
+            store,
+            clock,
+            format,
+            secrets,
+            secret_prefix: secret_prefix.to_owned(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The caller's own record, for the no-escalation rule. A caller whose
+    /// key vanished or stopped working is not authenticated any more.
+    /// Admins (and the operator) are exempt from the rule and skip the read.
+    async fn check_grant(&self, caller: &Caller, new: &KeyRecord) -> Result<(), ManageError> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let id = caller.key_id.as_ref().ok_or(ManageError::Unauthenticated)?;
+        let own = self
+            .store
+            .key_by_id(id)
+            .await?
+            .ok_or(ManageError::Unauthenticated)?;
+        if matches!(own.status, KeyStatus::Revoked | KeyStatus::Retired) {
+            return Err(ManageError::Unauthenticated);
+        }
+        check_grant(
+            caller,
+            &own,
+            &new.scopes,
+            &new.limits,
+            &new.allowed_cidrs,
+            new.expires_at,
+        )
+    }
+
+    /// A key the caller may see, or 404.
+    async fn visible(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord, ManageError> {
+        let id = KeyId::parse(key_id).ok_or(ManageError::NotFound)?;
+        match self.store.key_by_id(&id).await? {
+            Some(r) if caller.may_manage(&r.owner) => Ok(r),
+            _ => Err(ManageError::NotFound),
+        }
+    }
+
+    async fn deliver(&self, record: &KeyRecord, key: &ApiKey) -> Result<String, ManageError> {
+        let name = secret_name(&self.secret_prefix, &record.owner, &record.allowance_id);
+        self.secrets
+            .deliver(&name, &record.key_id, key)
+            .await
+            .map_err(ManageError::SecretUnavailable)?;
+        Ok(name)
+    }
+
+    /// `POST /v1/keys`.
+    pub async fn issue(
+        &self,
+        caller: &Caller,
+        req: IssueRequest,
+    ) -> Result<IssuedView, ManageError> {
+        caller.require("keys:issue")?;
+        let now = self.clock.now();
+        let owner = caller.owner_for(req.owner.as_deref())?;
+        validate_owner(&owner)?;
+        validate_name(&req.name)?;
+        let scopes = validate_scopes(&req.scopes)?;
+        validate_limits(&req.limits)?;
+        let cidrs = validate_cidrs(&req.allowed_cidrs)?;
+        validate_expiry(req.expires_at, now)?;
+        let rotation_days = validate_rotation(req.rotation_days)?;
+        validate_metadata(&req.metadata)?;
+        let mut spec = KeySpec::new(owner, req.name, scopes);
+        spec.limits = req.limits;
+        spec.allowed_cidrs = cidrs;
+        spec.expires_at = req.expires_at;
+        spec.rotation_days = rotation_days;
+        spec.metadata = req.metadata;
+        let (key, record) = mint(&self.format, spec, now);
+        self.check_grant(caller, &record).await?;
+        let audit = AuditEvent::new(
+            &record.key_id,
+            AuditAction::Issued,
+            &caller.actor,
+            now,
+            json!({"view": KeyView::from(&record)}),
+        );
+        self.store.create_key(&record, &audit).await?;
+        let secret_name = if req.deliver_to_secret {
+            Some(self.deliver(&record, &key).await?)
+        } else {
+            None
+        };
+        Ok(IssuedView {
+            key: key.expose().to_owned(),
+            view: KeyView::from(&record),
+            secret_name,
+        })
+    }
+
+    /// `GET /v1/keys/{key_id}`.
+    pub async fn get(&self, caller: &Caller, key_id: &str) -> Result<KeyView, ManageError> {
+        caller.require("keys:read")?;
+        Ok(KeyView::from(&self.visible(caller, key_id).await?))
+    }
+
+    /// `GET /v1/keys?owner=&cursor=&limit=`.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        owner: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<KeyPage, ManageError> {
+        caller.require("keys:read")?;
+        let owner = caller.owner_for(owner)?;
+        validate_owner(&owner)?;
+        let limit = page_size(limit)?;
+        let page = self
+            .store
+            .list_by_owner(&owner, limit, cursor)
+            .await
+            .map_err(cursor_error)?;
+        Ok(KeyPage {
+            keys: page.items.iter().map(KeyView::from).collect(),
+            next_cursor: page.next,
+        })
+    }
+
+    /// `PATCH /v1/keys/{key_id}`.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        req: UpdateRequest,
+    ) -> Result<KeyView, ManageError> {
+        caller.require("keys:issue")?;
+        let old = self.visible(caller, key_id).await?;
+        if matches!(old.status, KeyStatus::Revoked | KeyStatus::Retired) {
+            return Err(ManageError::Conflict(
+                "a revoked or retired key cannot change".into(),
+            ));
+        }
+        let now = self.clock.now();
+        let mut new = old.clone();
+        let mut change = serde_json::Map::new();
+        if let Some(name) = req.name {
+            validate_name(&name)?;
+            change.insert("name".into(), json!(name));
+            new.name = name;
+        }
+        if let Some(scopes) = req.scopes {
+            new.scopes = validate_scopes(&scopes)?;
+            change.insert("scopes".into(), json!(scopes));
+        }
+        if let Some(limits) = req.limits {
+            validate_limits(&limits)?;
+            change.insert("limits".into(), json!(limits));
+            new.limits = limits;
+        }
+        if let Some(cidrs) = req.allowed_cidrs {
+            new.allowed_cidrs = validate_cidrs(&cidrs)?;
+            change.insert("allowed_cidrs".into(), json!(cidrs));
+        }
+        if let Some(exp) = req.expires_at {
+            validate_expiry(Some(exp), now)?;
+            change.insert("expires_at".into(), json!(exp));
+            new.expires_at = Some(exp);
+        }
+        if let Some(days) = req.rotation_days {
+            new.rotation_days = validate_rotation(Some(days))?;
+            change.insert("rotation_days".into(), json!(days));
+        }
+        if let Some(metadata) = req.metadata {
+            validate_metadata(&metadata)?;
+            change.insert("metadata".into(), json!(metadata));
+            new.metadata = metadata;
+        }
+        if change.is_empty() {
+            return Err(ManageError::Invalid {
+                code: "empty_update",
+                message: "the update names no field to change".into(),
+                field: None,
+            });
+        }
+        self.check_grant(caller, &new).await?;
+        new.version += 1;
+        let audit = AuditEvent::new(
+            &old.key_id,
+            AuditAction::Updated,
+            &caller.actor,
+            now,
+            serde_json::Value::Object(change),
+        );
+        self.store.update_key(&old, &new, &audit).await?;
+        Ok(KeyView::from(&new))
+    }
+
+    /// `POST /v1/keys/{key_id}/revoke`. Revoking a revoked key is a no-op.
+    pub async fn revoke(&self, caller: &Caller, key_id: &str) -> Result<KeyView, ManageError> {
+        caller.require("keys:revoke")?;
+        let record = self.visible(caller, key_id).await?;
+        if record.status == KeyStatus::Revoked {
+            return Ok(KeyView::from(&record));
+        }
+        let now = self.clock.now();
+        let audit = AuditEvent::new(
+            &record.key_id,
+            AuditAction::Revoked,
+            &caller.actor,
+            now,
+            json!({"status": "revoked"}),
+        );
+        let revoked = self.store.revoke(&record.key_id, now, &audit).await?;
+        Ok(KeyView::from(&revoked))
+    }
+
+    /// `POST /v1/keys/{key_id}/rotate`: a successor now, the old key until
+    /// the grace deadline.
+    pub async fn rotate(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        req: RotateRequest,
+    ) -> Result<(IssuedView, KeyView), ManageError> {
+        caller.require("keys:rotate")?;
+        let grace = validate_grace(req.grace_seconds)?;
+        let old = self.visible(caller, key_id).await?;
+        if old.status != KeyStatus::Active {
+            return Err(ManageError::Conflict(format!(
+                "only an active key can rotate; this one is {:?}",
+                old.status
+            )));
+        }
+        let now = self.clock.now();
+        let (key, new) = successor(&self.format, &old, now);
+        let grace_until = now + grace as i64;
+        let old_after = self
+            .store
+            .rotate(&old, &new, grace_until, now, &caller.actor)
+            .await?;
+        let secret_name = if req.deliver_to_secret {
+            Some(self.deliver(&new, &key).await?)
+        } else {
+            None
+        };
+        Ok((
+            IssuedView {
+                key: key.expose().to_owned(),
+                view: KeyView::from(&new),
+                secret_name,
+            },
+            KeyView::from(&old_after),
+        ))
+    }
+
+    /// `GET /v1/keys/{key_id}/events`.
+    pub async fn events(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        cursor: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<EventPage, ManageError> {
+        caller.require("keys:read")?;
+        let record = self.visible(caller, key_id).await?;
+        let limit = page_size(limit)?;
+        let page = self
+            .store
+            .events(&record.key_id, limit, cursor)
+            .await
+            .map_err(cursor_error)?;
+        Ok(EventPage {
+            events: page.items,
+            next_cursor: page.next,
+        })
+    }
+}
+
+fn cursor_error(err: StoreError) -> ManageError {
+    match err {
+        StoreError::InvalidCursor => ManageError::invalid(
+            "invalid_cursor",
+            "cursor",
+            "cursor was not issued by this API",
+        ),
+        other => other.into(),
+    }
+}
+
+fn page_size(limit: Option<&str>) -> Result<i32, ManageError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(text) => text
+            .parse::<i32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ManageError::invalid(
+                    "invalid_limit",
+                    "limit",
+                    format!("limit must be 1-{MAX_PAGE}"),
+                )
+            }),
+    }
+}

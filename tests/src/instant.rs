@@ -1,0 +1,57 @@
+//! A store that answers instantly from memory, for measuring the decision
+//! pipeline *excluding* DynamoDB (benchmarks only; tests use the emulator).
+
+use async_trait::async_trait;
+use keygate::decision::DenyReason;
+use keygate::hash::KeyHash;
+use keygate::id::KeyId;
+use keygate::model::KeyRecord;
+use keygate::store::{
+    Admission, AdmitOutcome, AdmitPlan, CounterHints, Granted, KeyLookup, StoreError,
+};
+
+/// Holds one record and admits every request.
+pub struct InstantStore {
+    pub record: KeyRecord,
+}
+
+#[async_trait]
+impl KeyLookup for InstantStore {
+    async fn key_by_hash(&self, hash: &KeyHash, _: bool) -> Result<Option<KeyRecord>, StoreError> {
+        Ok((hash == &self.record.hash).then(|| self.record.clone()))
+    }
+}
+
+#[async_trait]
+impl Admission for InstantStore {
+    async fn admit(&self, plan: &AdmitPlan) -> Result<AdmitOutcome, StoreError> {
+        Ok(AdmitOutcome::Admitted(Granted {
+            quota_remaining: Some(1),
+            rate_remaining: Some(1),
+            hints: CounterHints {
+                quota: plan
+                    .quota
+                    .map(|(period, step)| keygate::store::admission::QuotaPos {
+                        period,
+                        start: step.start(),
+                    }),
+                rate: plan
+                    .rate
+                    .map(|(window, step)| keygate::store::admission::RatePos {
+                        window,
+                        start: step.start(),
+                    }),
+            },
+        }))
+    }
+
+    async fn record_denial(
+        &self,
+        _: &str,
+        _: &KeyId,
+        _: DenyReason,
+        _: &str,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -9,6 +9,7 @@
 pub mod events;
 pub mod instant;
 pub mod logs;
+pub mod openapi;
 
 use aws_config::BehaviorVersion;
 use keygate::store::DynamoStore;
@@ -60,6 +61,7 @@ pub fn audit(
 ) -> keygate::store::AuditEvent {
     keygate::store::AuditEvent::new(
         &record.key_id,
+        record.version,
         action,
         "test",
         record.created_at,

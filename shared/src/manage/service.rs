@@ -116,6 +116,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         self.check_grant(caller, &record).await?;
         let audit = AuditEvent::new(
             &record.key_id,
+            record.version,
             AuditAction::Issued,
             &caller.actor,
             now,
@@ -223,6 +224,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         new.version += 1;
         let audit = AuditEvent::new(
             &old.key_id,
+            new.version,
             AuditAction::Updated,
             &caller.actor,
             now,
@@ -242,6 +244,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         let now = self.clock.now();
         let audit = AuditEvent::new(
             &record.key_id,
+            record.version + 1,
             AuditAction::Revoked,
             &caller.actor,
             now,

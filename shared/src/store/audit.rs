@@ -26,6 +26,8 @@ pub struct AuditEvent {
     /// or `system:<function>` for scheduled work.
     pub actor: String,
     pub at: Timestamp,
+    /// The key record's version after the change: orders events that share a second.
+    pub version: u64,
     /// What changed, as field -> new value (JSON text).
     pub change: String,
     /// Orders events within one second and keeps ids unique.
@@ -35,6 +37,7 @@ pub struct AuditEvent {
 impl AuditEvent {
     pub fn new(
         key_id: &KeyId,
+        version: u64,
         action: AuditAction,
         actor: impl Into<String>,
         at: Timestamp,
@@ -45,13 +48,14 @@ impl AuditEvent {
             action,
             actor: actor.into(),
             at,
+            version,
             change: change.to_string(),
             event_id: KeyId::generate().as_str()[KeyId::PREFIX.len()..].to_owned(),
         }
     }
 
-    /// Sort key: time first, so a query reads the trail in order.
+    /// Sort key: time, then record version, so a query reads the trail in order.
     pub fn sort_key(&self) -> String {
-        format!("{:012}#{}", self.at, self.event_id)
+        format!("{:012}#{:09}#{}", self.at, self.version, self.event_id)
     }
 }

@@ -436,6 +436,7 @@ impl KeyAdmin for DynamoStore {
             .transact_items(TransactWriteItem::builder().update(share).build())
             .transact_items(self.put_new(Self::audit_item(&AuditEvent::new(
                 &old.key_id,
+                updated.version,
                 AuditAction::Rotated,
                 actor,
                 now,
@@ -443,6 +444,7 @@ impl KeyAdmin for DynamoStore {
             ))?)?)
             .transact_items(self.put_new(Self::audit_item(&AuditEvent::new(
                 &successor.key_id,
+                successor.version,
                 AuditAction::Issued,
                 actor,
                 now,

@@ -1,0 +1,998 @@
+//! The management API end to end, in process, against the emulator: each
+//! request first goes through the real authorizer (as API Gateway would run
+//! it), then to the real `keys` function with the authorizer's context where
+//! API Gateway puts it. Every response is checked against the OpenAPI contract.
+
+use std::time::Duration;
+
+use authorizer::response::V2Response;
+use authorizer::Settings;
+use keygate::authorize::{AuthConfig, Authorizer};
+use keygate::clock::{Clock, ManualClock};
+use keygate::key::{ApiKey, KeyEnv, KeyFormat};
+use keygate::manage::request::IssueRequest;
+use keygate::manage::{Caller, KeyService};
+use keygate::secrets::SecretsManager;
+use keygate::store::DynamoStore;
+use keygate_tests::events::{allows, event, with_route, Payload};
+use keygate_tests::{fresh_store, logs, openapi, sdk_config, unique_name};
+use serde_json::{json, Value};
+
+const NOON: i64 = 1_795_953_600;
+
+struct Api {
+    clock: ManualClock,
+    authorizer: authorizer::Handler<DynamoStore, ManualClock>,
+    service: KeyService<DynamoStore, ManualClock, SecretsManager>,
+    secrets: aws_sdk_secretsmanager::Client,
+    secret_prefix: String,
+    store: DynamoStore,
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+}
+
+const TENANT_SCOPES: [&str; 6] = [
+    "* /v1/keys/**",
+    "keys:issue",
+    "keys:read",
+    "keys:revoke",
+    "keys:rotate",
+    "GET /orders/*",
+];
+
+async fn api() -> Api {
+    let store = fresh_store().await;
+    let clock = ManualClock::at(NOON);
+    let format = KeyFormat::new("ak", KeyEnv::Test).unwrap();
+    let authorizer = authorizer::Handler::new(
+        Authorizer::new(
+            store.clone(),
+            clock.clone(),
+            format.clone(),
+            AuthConfig::default(),
+        ),
+        Settings {
+            v2_response: V2Response::Simple,
+            deadline: Duration::from_secs(30),
+        },
+        "ak",
+    );
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let secret_prefix = unique_name("keygate");
+    let service = KeyService::new(
+        store.clone(),
+        clock.clone(),
+        format,
+        SecretsManager::new(secrets.clone()),
+        &secret_prefix,
+    );
+    Api {
+        clock,
+        authorizer,
+        service,
+        secrets,
+        secret_prefix,
+        store,
+    }
+}
+
+fn issue_request(owner: &str, scopes: &[&str]) -> IssueRequest {
+    serde_json::from_value(json!({
+        "owner": owner,
+        "name": "fixture",
+        "scopes": scopes,
+    }))
+    .unwrap()
+}
+
+impl Api {
+    /// An admin key, bootstrapped the way `keyctl bootstrap` does.
+    async fn admin(&self) -> String {
+        let issued = self
+            .service
+            .issue(
+                &Caller::operator("test"),
+                issue_request("operator", &["admin"]),
+            )
+            .await
+            .unwrap();
+        remember(&issued.key);
+        issued.key
+    }
+
+    /// A tenant key with the management scopes, issued by the operator.
+    async fn tenant(&self, owner: &str, edit: impl FnOnce(&mut IssueRequest)) -> String {
+        let mut req = issue_request(owner, &TENANT_SCOPES);
+        edit(&mut req);
+        let issued = self
+            .service
+            .issue(&Caller::operator("test"), req)
+            .await
+            .unwrap();
+        remember(&issued.key);
+        issued.key
+    }
+
+    /// One request through the authorizer and then the function.
+    async fn call(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map(|b| b.to_string());
+        self.raw(key, method, path, body.as_deref(), Some("application/json"))
+            .await
+    }
+
+    async fn raw(
+        &self,
+        key: &str,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Reply {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let ev = with_route(event(Payload::HttpV2Simple, Some(key)), method, path);
+        let decided = self.authorizer.handle(ev, "req").await.unwrap();
+        if !allows(Payload::HttpV2Simple, &decided.response, None) {
+            // What API Gateway answers when the authorizer says no.
+            return Reply {
+                status: 403,
+                body: json!({"message": "Forbidden"}),
+            };
+        }
+        let mut headers = json!({"host": "api.example.com"});
+        if let Some(ct) = content_type {
+            headers["content-type"] = json!(ct);
+        }
+        let http = json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": headers,
+            "queryStringParameters": query_map(query),
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "abcdef1234",
+                "authorizer": {"lambda": decided.response["context"].clone()},
+                "domainName": "api.example.com",
+                "domainPrefix": "api",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                          "sourceIp": "203.0.113.10", "userAgent": "test"},
+                "requestId": "req",
+                "routeKey": "$default",
+                "stage": "$default",
+                "time": "29/Nov/2026:12:00:00 +0000",
+                "timeEpoch": 1_795_953_600_000i64
+            },
+            "body": body,
+            "isBase64Encoded": false
+        });
+        let req = lambda_http::request::from_str(&http.to_string()).expect("valid HTTP API event");
+        let resp = keys::handle(&self.service, req).await;
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let status = resp.status().as_u16();
+        let body: Value = serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
+        openapi::check(method, path, status, &body);
+        if status >= 400 {
+            assert!(status < 500, "{method} {path}: {status} {body}");
+        }
+        Reply { status, body }
+    }
+
+    /// The authorizer's verdict on `key` for `GET /orders/42`.
+    async fn orders(&self, key: &str) -> Value {
+        self.authorizer
+            .handle(event(Payload::HttpV2Simple, Some(key)), "req")
+            .await
+            .unwrap()
+            .response
+    }
+}
+
+fn query_map(query: &str) -> Value {
+    let mut map = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.insert(k.into(), json!(v));
+    }
+    Value::Object(map)
+}
+
+fn remember(key: &str) {
+    let format = KeyFormat::new("ak", KeyEnv::Test).unwrap();
+    let key: ApiKey = format.parse(key).expect("a key we issued");
+    logs::remember(&key);
+}
+
+fn code(reply: &Reply) -> &str {
+    reply.body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn issue_then_the_authorizer_allows_and_after_revoke_the_next_request_is_denied() {
+    let api = api().await;
+    let admin = api.admin().await;
+    let reply = api
+        .call(
+            &admin,
+            "POST",
+            "/v1/keys",
+            Some(
+                json!({"owner": "acme", "name": "orders reader", "scopes": ["GET /orders/*"],
+                        "limits": {"quota": {"limit": 5, "period": "day"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let key = reply.body["key"].as_str().unwrap().to_owned();
+    remember(&key);
+    let key_id = reply.body["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(reply.body["owner"], "acme");
+    assert!(reply.body["hint"].as_str().unwrap().starts_with("ak_test_"));
+
+    let verdict = api.orders(&key).await;
+    assert_eq!(verdict["isAuthorized"], true, "{verdict}");
+    assert_eq!(verdict["context"]["quotaRemaining"], 4);
+
+    // Reading the key back never shows the key.
+    let shown = api
+        .call(&admin, "GET", &format!("/v1/keys/{key_id}"), None)
+        .await;
+    assert_eq!(shown.status, 200);
+    assert!(shown.body.get("key").is_none());
+    assert!(!shown.body.to_string().contains(&key));
+
+    let revoked = api
+        .raw(
+            &admin,
+            "POST",
+            &format!("/v1/keys/{key_id}/revoke"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.body["status"], "revoked");
+    let verdict = api.orders(&key).await;
+    assert_eq!(verdict["isAuthorized"], false);
+    assert_eq!(verdict["context"]["reason"], "revoked");
+}
+
+#[tokio::test]
+async fn escalation_attempts_fail() {
+    let api = api().await;
+    let tenant = api
+        .tenant("acme", |r| {
+            // Generous enough for this test's own calls through the authorizer
+            // (the clock does not move), tight enough to test against.
+            r.limits = serde_json::from_value(json!({"quota": {"limit": 1000, "period": "day"},
+                                                      "rate": {"limit": 500, "window": 1}}))
+            .unwrap();
+            r.allowed_cidrs = vec!["203.0.113.0/24".into()];
+        })
+        .await;
+    let issue = |body: Value| api.call(&tenant, "POST", "/v1/keys", Some(body));
+    let base = |scopes: Value, limits: Value| json!({"name": "x", "scopes": scopes, "limits": limits, "allowed_cidrs": ["203.0.113.0/25"]});
+    let ok_limits =
+        json!({"quota": {"limit": 10, "period": "day"}, "rate": {"limit": 5, "window": 1}});
+
+    // Within its own grants: fine.
+    let fine = issue(base(json!(["GET /orders/*"]), ok_limits.clone())).await;
+    assert_eq!(fine.status, 201, "{}", fine.body);
+    remember(fine.body["key"].as_str().unwrap());
+
+    for (body, want) in [
+        (
+            base(json!(["admin"]), ok_limits.clone()),
+            "scope_escalation",
+        ),
+        (
+            base(json!(["usage:read"]), ok_limits.clone()),
+            "scope_escalation",
+        ),
+        (
+            base(json!(["GET /admin/*"]), ok_limits.clone()),
+            "scope_escalation",
+        ),
+        (
+            base(json!(["* /orders/*"]), ok_limits.clone()),
+            "scope_escalation",
+        ),
+        (
+            base(json!(["GET /orders/**"]), ok_limits.clone()),
+            "scope_escalation",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 1001, "period": "day"},
+                                              "rate": {"limit": 5, "window": 1}}),
+            ),
+            "limit_escalation",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 1000, "period": "month"},
+                                              "rate": {"limit": 5, "window": 1}}),
+            ),
+            "ok",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 10, "period": "day"}}),
+            ),
+            "limit_escalation",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"rate": {"limit": 5, "window": 1}}),
+            ),
+            "limit_escalation",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 10, "window": 0}}),
+            ),
+            "invalid_limit",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 501, "window": 2}}),
+            ),
+            "limit_escalation",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 500, "window": 0}}),
+            ),
+            "invalid_limit",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 31_000, "period": "month"},
+                                              "rate": {"limit": 500, "window": 1}}),
+            ),
+            "limit_escalation",
+        ),
+        (
+            base(
+                json!(["GET /orders/*"]),
+                json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 10, "window": 1}}),
+            ),
+            "ok",
+        ),
+    ] {
+        let reply = issue(body.clone()).await;
+        if want == "ok" {
+            assert_eq!(reply.status, 201, "{body}: {}", reply.body);
+            remember(reply.body["key"].as_str().unwrap());
+        } else {
+            assert!(matches!(reply.status, 400 | 403), "{body}: {}", reply.body);
+            assert_eq!(code(&reply), want, "{body}");
+        }
+    }
+    // Looser allowlist or none at all.
+    let mut wide = base(json!(["GET /orders/*"]), ok_limits.clone());
+    wide["allowed_cidrs"] = json!(["203.0.0.0/16"]);
+    assert_eq!(code(&issue(wide).await), "limit_escalation");
+    let mut open = base(json!(["GET /orders/*"]), ok_limits.clone());
+    open["allowed_cidrs"] = json!([]);
+    assert_eq!(code(&issue(open).await), "limit_escalation");
+
+    // Another owner: the same 404 as a missing key, for every operation.
+    let mut other = base(json!(["GET /orders/*"]), ok_limits.clone());
+    other["owner"] = json!("globex");
+    let reply = issue(other).await;
+    assert_eq!((reply.status, code(&reply)), (404, "not_found"));
+    let foreign = api.tenant("globex", |_| {}).await;
+    let foreign_id = api.call(&foreign, "GET", "/v1/keys", None).await.body["keys"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let missing = keygate::id::KeyId::generate();
+    for id in [foreign_id.as_str(), missing.as_str()] {
+        for (method, path, body) in [
+            ("GET", format!("/v1/keys/{id}"), None),
+            ("GET", format!("/v1/keys/{id}/events"), None),
+            (
+                "PATCH",
+                format!("/v1/keys/{id}"),
+                Some(json!({"name": "mine now"})),
+            ),
+            ("POST", format!("/v1/keys/{id}/revoke"), None),
+            ("POST", format!("/v1/keys/{id}/rotate"), Some(json!({}))),
+        ] {
+            let reply = api.call(&tenant, method, &path, body).await;
+            assert_eq!(
+                (reply.status, code(&reply)),
+                (404, "not_found"),
+                "{method} {path}"
+            );
+            assert_eq!(reply.body["error"]["message"], "no such key");
+        }
+    }
+    let reply = api
+        .call(&tenant, "GET", "/v1/keys?owner=globex", None)
+        .await;
+    assert_eq!(reply.status, 404);
+    // The foreign key still works: nothing above touched it.
+    assert_eq!(
+        api.call(&foreign, "GET", &format!("/v1/keys/{foreign_id}"), None)
+            .await
+            .status,
+        200
+    );
+
+    // Its own key cannot be widened either.
+    let own_id = api.call(&tenant, "GET", "/v1/keys", None).await.body["keys"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = api
+        .call(
+            &tenant,
+            "PATCH",
+            &format!("/v1/keys/{own_id}"),
+            Some(json!({"scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (403, "scope_escalation"));
+
+    // A key without keys:issue cannot issue at all.
+    let reader = api
+        .tenant("acme", |r| {
+            r.scopes = vec!["* /v1/keys/**".into(), "keys:read".into()]
+        })
+        .await;
+    let reply = api
+        .call(
+            &reader,
+            "POST",
+            "/v1/keys",
+            Some(json!({"name": "x", "scopes": ["keys:read"]})),
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (403, "missing_permission"));
+    // And a key without a route scope for the API never reaches it.
+    let outsider = api
+        .tenant("acme", |r| r.scopes = vec!["keys:issue".into()])
+        .await;
+    assert_eq!(
+        api.call(&outsider, "GET", "/v1/keys", None).await.status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn every_validation_rule_has_its_code() {
+    let api = api().await;
+    let admin = api.admin().await;
+    let good = || json!({"owner": "acme", "name": "x", "scopes": ["GET /orders/*"]});
+    let with = |field: &str, value: Value| {
+        let mut b = good();
+        b[field] = value;
+        b
+    };
+    let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
+        (
+            with("admin", json!(true)),
+            400,
+            "unknown_field",
+            Some("admin"),
+        ),
+        (json!({"name": "x"}), 400, "missing_field", Some("scopes")),
+        (with("name", json!(5)), 400, "invalid_type", None),
+        (with("name", json!("")), 400, "invalid_name", Some("name")),
+        (
+            with("name", json!("x".repeat(129))),
+            400,
+            "invalid_name",
+            Some("name"),
+        ),
+        (
+            with("name", json!("a\u{0007}b")),
+            400,
+            "invalid_name",
+            Some("name"),
+        ),
+        (
+            with("owner", json!("a/b")),
+            400,
+            "invalid_owner",
+            Some("owner"),
+        ),
+        (
+            with("scopes", json!([])),
+            400,
+            "invalid_scope",
+            Some("scopes"),
+        ),
+        (
+            with("scopes", json!(["FETCH /x"])),
+            400,
+            "invalid_scope",
+            Some("scopes[0]"),
+        ),
+        (
+            with("scopes", json!(["GET /a", "GET x"])),
+            400,
+            "invalid_scope",
+            Some("scopes[1]"),
+        ),
+        (
+            with("scopes", json!(["Keys:Issue"])),
+            400,
+            "invalid_scope",
+            Some("scopes[0]"),
+        ),
+        (
+            with("scopes", json!(vec!["GET /a"; 33])),
+            400,
+            "invalid_scope",
+            Some("scopes"),
+        ),
+        (
+            with("limits", json!({"quota": {"limit": 0, "period": "day"}})),
+            400,
+            "invalid_limit",
+            Some("limits.quota.limit"),
+        ),
+        (
+            with("limits", json!({"quota": {"limit": 1, "period": "week"}})),
+            400,
+            "invalid_type",
+            None,
+        ),
+        (
+            with("limits", json!({"rate": {"limit": 1, "window": 0}})),
+            400,
+            "invalid_limit",
+            Some("limits.rate.window"),
+        ),
+        (
+            with("limits", json!({"rate": {"limit": 0, "window": 1}})),
+            400,
+            "invalid_limit",
+            Some("limits.rate.limit"),
+        ),
+        (
+            with("limits", json!({"burst": 1})),
+            400,
+            "unknown_field",
+            Some("burst"),
+        ),
+        (
+            with("allowed_cidrs", json!(["10.0.0.0/33"])),
+            400,
+            "invalid_cidr",
+            Some("allowed_cidrs[0]"),
+        ),
+        (
+            with("allowed_cidrs", json!(["not a cidr"])),
+            400,
+            "invalid_cidr",
+            Some("allowed_cidrs[0]"),
+        ),
+        (
+            with("expires_at", json!(NOON - 1)),
+            400,
+            "invalid_expiry",
+            Some("expires_at"),
+        ),
+        (
+            with("expires_at", json!(NOON + 11 * 366 * 86_400)),
+            400,
+            "invalid_expiry",
+            Some("expires_at"),
+        ),
+        (
+            with("rotation_days", json!(5000)),
+            400,
+            "invalid_rotation",
+            Some("rotation_days"),
+        ),
+        (
+            with("metadata", json!({"": "x"})),
+            400,
+            "invalid_metadata",
+            Some("metadata"),
+        ),
+    ];
+    for (body, status, want, field) in cases {
+        let reply = api
+            .call(&admin, "POST", "/v1/keys", Some(body.clone()))
+            .await;
+        assert_eq!(
+            (reply.status, code(&reply)),
+            (status, want),
+            "{body}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["field"].as_str(), field, "{body}");
+    }
+    // Transport-level rules.
+    let reply = api
+        .raw(
+            &admin,
+            "POST",
+            "/v1/keys",
+            Some("{"),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "invalid_json"));
+    let reply = api
+        .raw(
+            &admin,
+            "POST",
+            "/v1/keys",
+            Some(&good().to_string()),
+            Some("text/plain"),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (415, "unsupported_media_type")
+    );
+    let reply = api
+        .raw(&admin, "POST", "/v1/keys", Some(&good().to_string()), None)
+        .await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (415, "unsupported_media_type")
+    );
+    let huge = json!({"name": "x".repeat(20_000), "scopes": []}).to_string();
+    let reply = api
+        .raw(
+            &admin,
+            "POST",
+            "/v1/keys",
+            Some(&huge),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (413, "payload_too_large"));
+    let reply = api
+        .raw(
+            &admin,
+            "POST",
+            "/v1/keys",
+            Some(&good().to_string()),
+            Some("application/json; charset=utf-8"),
+        )
+        .await;
+    assert_eq!(reply.status, 201);
+    remember(reply.body["key"].as_str().unwrap());
+    let id = reply.body["key_id"].as_str().unwrap().to_owned();
+
+    let reply = api
+        .call(&admin, "PATCH", &format!("/v1/keys/{id}"), Some(json!({})))
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "empty_update"));
+    let reply = api
+        .call(
+            &admin,
+            "PATCH",
+            &format!("/v1/keys/{id}"),
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "unknown_field"));
+    let reply = api
+        .call(
+            &admin,
+            "POST",
+            &format!("/v1/keys/{id}/rotate"),
+            Some(json!({"grace_seconds": 2_592_001})),
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "invalid_grace"));
+    let reply = api
+        .call(
+            &admin,
+            "POST",
+            &format!("/v1/keys/{id}/revoke"),
+            Some(json!({"why": "x"})),
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "unknown_field"));
+    let reply = api
+        .call(&admin, "GET", "/v1/keys?owner=acme&cursor=zz", None)
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "invalid_cursor"));
+    let forged = hex_json(&json!({"gpk": "OWNER#globex", "gsk": "x", "pk": "x", "sk": "x"}));
+    let reply = api
+        .call(
+            &admin,
+            "GET",
+            &format!("/v1/keys?owner=acme&cursor={forged}"),
+            None,
+        )
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "invalid_cursor"));
+    let reply = api
+        .call(&admin, "GET", "/v1/keys?owner=acme&limit=0", None)
+        .await;
+    assert_eq!((reply.status, code(&reply)), (400, "invalid_limit"));
+    let reply = api.call(&admin, "GET", "/v1/keys/not-a-key-id", None).await;
+    assert_eq!((reply.status, code(&reply)), (404, "not_found"));
+    let reply = api
+        .call(&admin, "DELETE", &format!("/v1/keys/{id}"), None)
+        .await;
+    assert_eq!((reply.status, code(&reply)), (405, "method_not_allowed"));
+}
+
+fn hex_json(v: &Value) -> String {
+    v.to_string().bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn requests_without_the_authorizer_context_are_refused() {
+    let api = api().await;
+    let http = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/v1/keys", "rawQueryString": "",
+        "headers": {"host": "api.example.com"},
+        "requestContext": {"accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+            "http": {"method": "GET", "path": "/v1/keys", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "t"},
+            "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0},
+        "isBase64Encoded": false
+    });
+    let req = lambda_http::request::from_str(&http.to_string()).unwrap();
+    let resp = keys::handle(&api.service, req).await;
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+    openapi::check("GET", "/v1/keys", 401, &body);
+    assert_eq!(body["error"]["code"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn listing_pages_through_an_owners_keys_and_the_audit_trail_records_each_event() {
+    let api = api().await;
+    let tenant = api.tenant("acme", |_| {}).await;
+    let mut issued = Vec::new();
+    for n in 0..5 {
+        api.clock.advance(1);
+        let reply = api
+            .call(
+                &tenant,
+                "POST",
+                "/v1/keys",
+                Some(json!({"name": format!("k{n}"), "scopes": ["GET /orders/*"]})),
+            )
+            .await;
+        assert_eq!(reply.status, 201);
+        remember(reply.body["key"].as_str().unwrap());
+        issued.push(reply.body["key_id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/keys?limit=2&cursor={c}"),
+            None => "/v1/keys?limit=2".to_owned(),
+        };
+        let page = api.call(&tenant, "GET", &path, None).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        for k in page.body["keys"].as_array().unwrap() {
+            assert_eq!(k["owner"], "acme");
+            seen.push(k["key_id"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6, "the tenant's own key and the five it issued");
+    for id in &issued {
+        assert!(seen.contains(id));
+    }
+
+    let id = &issued[0];
+    let tenant_id = seen.iter().find(|s| !issued.contains(s)).unwrap().clone();
+    api.call(
+        &tenant,
+        "PATCH",
+        &format!("/v1/keys/{id}"),
+        Some(json!({"name": "renamed"})),
+    )
+    .await;
+    let rotated = api
+        .call(
+            &tenant,
+            "POST",
+            &format!("/v1/keys/{id}/rotate"),
+            Some(json!({"grace_seconds": 60})),
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    remember(rotated.body["successor"]["key"].as_str().unwrap());
+    let successor = rotated.body["successor"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(rotated.body["rotated"]["status"], "rotating");
+    api.call(
+        &tenant,
+        "POST",
+        &format!("/v1/keys/{successor}/revoke"),
+        None,
+    )
+    .await;
+
+    let trail = api
+        .call(&tenant, "GET", &format!("/v1/keys/{id}/events"), None)
+        .await;
+    let actions: Vec<&str> = trail.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["issued", "updated", "rotated"]);
+    for e in trail.body["events"].as_array().unwrap() {
+        assert_eq!(e["actor"], tenant_id.as_str(), "the acting key is recorded");
+        assert_eq!(e["key_id"], id.as_str());
+    }
+    assert!(trail.body["events"][1]["change"]
+        .as_str()
+        .unwrap()
+        .contains("renamed"));
+    let trail = api
+        .call(
+            &tenant,
+            "GET",
+            &format!("/v1/keys/{successor}/events"),
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = trail.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["issued", "revoked"]);
+}
+
+#[tokio::test]
+async fn keys_can_be_delivered_through_secrets_manager_and_rotation_moves_the_current_version() {
+    let api = api().await;
+    let tenant = api.tenant("acme", |_| {}).await;
+    let reply = api
+        .call(
+            &tenant,
+            "POST",
+            "/v1/keys",
+            Some(json!({"name": "ci", "scopes": ["GET /orders/*"], "deliver_to_secret": true})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let first = reply.body["key"].as_str().unwrap().to_owned();
+    remember(&first);
+    let id = reply.body["key_id"].as_str().unwrap().to_owned();
+    let name = reply.body["secret_name"].as_str().unwrap().to_owned();
+    assert_eq!(name, format!("{}/acme/{id}", api.secret_prefix));
+    let read = |stage: &'static str| {
+        let (client, name) = (api.secrets.clone(), name.clone());
+        async move {
+            client
+                .get_secret_value()
+                .secret_id(name)
+                .version_stage(stage)
+                .send()
+                .await
+                .unwrap()
+                .secret_string
+                .unwrap()
+        }
+    };
+    assert_eq!(read("AWSCURRENT").await, first);
+
+    let rotated = api
+        .call(
+            &tenant,
+            "POST",
+            &format!("/v1/keys/{id}/rotate"),
+            Some(json!({"deliver_to_secret": true})),
+        )
+        .await;
+    assert_eq!(rotated.status, 201, "{}", rotated.body);
+    let second = rotated.body["successor"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    remember(&second);
+    assert_eq!(rotated.body["successor"]["secret_name"], name.as_str());
+    assert_eq!(read("AWSCURRENT").await, second);
+    assert_eq!(read("AWSPREVIOUS").await, first);
+    // Both work during the grace period (24 h by default), the old one not after.
+    assert_eq!(api.orders(&first).await["isAuthorized"], true);
+    assert_eq!(api.orders(&second).await["isAuthorized"], true);
+    assert_eq!(rotated.body["rotated"]["grace_until"], NOON + 86_400);
+    api.clock.set(NOON + 86_400);
+    assert_eq!(api.orders(&first).await["context"]["reason"], "expired");
+    assert_eq!(api.orders(&second).await["isAuthorized"], true);
+    // A second rotation of the rotated key is refused.
+    let again = api
+        .call(
+            &tenant,
+            "POST",
+            &format!("/v1/keys/{id}/rotate"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((again.status, code(&again)), (409, "conflict"));
+    let _ = api.clock.now();
+}
+
+#[tokio::test]
+async fn keyctl_bootstraps_an_admin_key_that_issues_through_the_api() {
+    let api = api().await;
+    let keyctl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/keyctl");
+    assert!(
+        keyctl.exists(),
+        "build the workspace first (make test does)"
+    );
+    let out = std::process::Command::new(&keyctl)
+        .args([
+            "--table",
+            api.store.table(),
+            "--key-env",
+            "test",
+            "bootstrap",
+            "--owner",
+            "operator",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    remember(&admin);
+    assert!(keygate::key::verify_any(&admin).is_ok());
+    let reply = api
+        .call(&admin, "POST", "/v1/keys", Some(json!({"owner": "acme", "name": "from the bootstrap key", "scopes": ["GET /orders/*"]})))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let key = reply.body["key"].as_str().unwrap().to_owned();
+    remember(&key);
+    assert_eq!(api.orders(&key).await["isAuthorized"], true);
+    // keyctl revokes through the same service: the key is denied at once.
+    let out = std::process::Command::new(&keyctl)
+        .args([
+            "--table",
+            api.store.table(),
+            "--key-env",
+            "test",
+            "revoke",
+            reply.body["key_id"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(api.orders(&key).await["context"]["reason"], "revoked");
+}

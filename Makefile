@@ -9,7 +9,7 @@ EMU := infra/local/with-emulator
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
-.PHONY: help tools dev-tools test unit lint fmt dev bench build clean-local
+.PHONY: help tools dev-tools iac test unit lint fmt dev bench build clean-local
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,7 +29,11 @@ dev-tools: $(VENV)/.dev-tools ## Install cargo-lambda, zig and the SAM CLI into 
 
 TEST_LOGS := $(CURDIR)/.local/test-logs
 
-test: tools ## Run every test; starts and stops its own emulator
+iac: tools ## Validate template.yaml offline (SAM lint, cfn-lint)
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint --template template.yaml
+
+test: tools iac ## Run every test; starts and stops its own emulator
 	rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
 	KEYGATE_TEST_LOGS=$(TEST_LOGS) $(EMU) cargo test --workspace --all-targets --locked 2>&1 \
 	  | tee $(TEST_LOGS)/cargo-test.out

@@ -1,0 +1,108 @@
+//! The SAM template's promises that a reader cannot check by eye: each
+//! function's IAM policy allows exactly the actions its code uses (the store
+//! traits it depends on), on named resources, never `*`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_norway::Value;
+
+fn template() -> Value {
+    serde_norway::from_str(keygate::table::TEMPLATE).expect("template.yaml is YAML")
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Tagged(t) => text(&t.value),
+        _ => None,
+    }
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Sequence(s) => s.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+/// Function logical id -> the actions its policies allow.
+fn function_actions() -> BTreeMap<String, BTreeSet<String>> {
+    let doc = template();
+    let mut out = BTreeMap::new();
+    for (name, res) in doc["Resources"].as_mapping().unwrap() {
+        if res["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let mut actions = BTreeSet::new();
+        for policy in list(&res["Properties"]["Policies"]) {
+            for statement in list(&policy["Statement"]) {
+                assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+                for resource in list(&statement["Resource"]) {
+                    let r = text(&resource).or_else(|| {
+                        // !GetAtt KeysTable.Arn
+                        match &resource {
+                            Value::Tagged(t) => t.value.as_str().map(str::to_owned),
+                            _ => None,
+                        }
+                    });
+                    let r = r.unwrap_or_else(|| panic!("{name:?}: unreadable resource"));
+                    assert!(
+                        r != "*" && !r.ends_with(":*"),
+                        "{name:?}: wildcard resource {r}"
+                    );
+                }
+                for action in list(&statement["Action"]) {
+                    let a = text(&action).unwrap();
+                    assert!(!a.contains('*'), "{name:?}: wildcard action {a}");
+                    actions.insert(a);
+                }
+            }
+        }
+        out.insert(name.as_str().unwrap().to_owned(), actions);
+    }
+    out
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn each_function_is_allowed_exactly_what_it_uses() {
+    let actions = function_actions();
+    // The authorizer uses KeyLookup (GetItem) and Admission (UpdateItem).
+    assert_eq!(
+        actions["AuthorizerFunction"],
+        set(&["dynamodb:GetItem", "dynamodb:UpdateItem"])
+    );
+    // The management API uses KeyAdmin (GetItem; transactions of Put and
+    // Update; Query on the owner index) and SecretSink (create and put).
+    assert_eq!(
+        actions["KeysFunction"],
+        set(&[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "secretsmanager:CreateSecret",
+            "secretsmanager:PutSecretValue",
+        ])
+    );
+}
+
+#[test]
+fn every_function_has_a_log_group_with_retention() {
+    let doc = template();
+    let resources = doc["Resources"].as_mapping().unwrap();
+    for name in function_actions().keys() {
+        let group = resources
+            .iter()
+            .find(|(_, r)| {
+                r["Type"].as_str() == Some("AWS::Logs::LogGroup")
+                    && text(&r["Properties"]["LogGroupName"])
+                        .is_some_and(|n| n.contains(&format!("${{{name}}}")))
+            })
+            .unwrap_or_else(|| panic!("{name} has no log group"));
+        assert!(!group.1["Properties"]["RetentionInDays"].is_null());
+    }
+}

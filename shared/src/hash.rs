@@ -21,6 +21,13 @@ impl KeyHash {
         Self(hex::encode(Sha256::digest(key.expose().as_bytes())))
     }
 
+    /// SHA-256 of a text that should be a key (read back from a secret).
+    /// `None` if it is not shaped like one of our keys.
+    pub fn of_text(text: &str) -> Option<Self> {
+        crate::key::verify_any(text).ok()?;
+        Some(Self(hex::encode(Sha256::digest(text.as_bytes()))))
+    }
+
     /// Wrap a hash read from the store or from a trusted record.
     pub fn from_hex(hex: impl Into<String>) -> Self {
         Self(hex.into())

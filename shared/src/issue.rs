@@ -68,6 +68,7 @@ pub fn mint(format: &KeyFormat, spec: KeySpec, now: Timestamp) -> (ApiKey, KeyRe
         allowed_cidrs: spec.allowed_cidrs,
         rotation_days: spec.rotation_days,
         metadata: spec.metadata,
+        secret_pending: false,
     };
     (key, record)
 }

@@ -25,6 +25,7 @@ pub mod key;
 pub mod limits;
 pub mod manage;
 pub mod model;
+pub mod rotation;
 pub mod scope;
 pub mod secrets;
 pub mod store;

@@ -68,6 +68,10 @@ pub struct KeyRecord {
     pub rotation_days: u32,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The key's plaintext is staged in its Secrets Manager secret but not yet
+    /// made current there: the rotation sweep finishes the delivery.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret_pending: bool,
 }
 
 fn default_rotation_days() -> u32 {
@@ -82,6 +86,12 @@ impl KeyRecord {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// When scheduled rotation is due, if the key rotates at all.
+    pub fn rotation_due(&self) -> Option<Timestamp> {
+        (self.status == KeyStatus::Active && self.rotation_days > 0)
+            .then(|| self.created_at + i64::from(self.rotation_days) * 86_400)
     }
 
     /// Whether a source address is inside the allowlist (an empty list allows all).

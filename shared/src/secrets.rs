@@ -2,10 +2,18 @@
 //! instead of a person copying it.
 //!
 //! One secret per key lineage, named `<prefix>/<owner>/<lineage id>` (the
-//! lineage id is the first key's id, shared by its rotated successors). Each
-//! delivery writes a new version, which Secrets Manager makes `AWSCURRENT`,
-//! moving the previous one to `AWSPREVIOUS`. The version id is derived from
-//! the key id, so a retried delivery of the same key is a no-op.
+//! lineage id is the first key's id, shared by its rotated successors).
+//!
+//! Delivery is two-phase, so the secret never holds a key that is not active:
+//! 1. [`SecretSink::stage`]: the key becomes a version labelled `AWSPENDING`
+//!    (a new secret starts with a placeholder as its current value);
+//! 2. the caller commits the key to the table;
+//! 3. [`SecretSink::promote`]: the version becomes `AWSCURRENT`, the previous
+//!    one `AWSPREVIOUS`.
+//!
+//! A crash between 2 and 3 leaves the record marked `secret_pending`, and the
+//! rotation sweep promotes it later. Version ids are derived from key ids, so
+//! every step can be retried.
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError;
@@ -29,15 +37,21 @@ fn version_token(key_id: &KeyId) -> String {
     format!("keygate-version-{}", key_id.as_str())
 }
 
+/// The current value of a secret created before its first key is promoted.
+pub const PLACEHOLDER: &str = "keygate:provisioning";
+
 /// Where delivered keys go.
 #[async_trait]
 pub trait SecretSink: Send + Sync {
-    /// Make `key` (with id `key_id`) the current value of secret `name`,
-    /// creating the secret if it does not exist yet.
-    async fn deliver(&self, name: &str, key_id: &KeyId, key: &ApiKey) -> Result<(), SecretError>;
+    /// Phase 1: store `key` as the pending version of secret `name`,
+    /// creating the secret (with a placeholder current value) if needed.
+    async fn stage(&self, name: &str, key_id: &KeyId, key: &ApiKey) -> Result<(), SecretError>;
 
-    /// The current value of secret `name`, if the secret exists.
-    async fn current(&self, name: &str) -> Result<Option<String>, SecretError>;
+    /// Phase 3: make the staged version of `key_id` current. Idempotent.
+    async fn promote(&self, name: &str, key_id: &KeyId) -> Result<(), SecretError>;
+
+    /// The staged or current value for `key_id`, if that version exists.
+    async fn version_of(&self, name: &str, key_id: &KeyId) -> Result<Option<String>, SecretError>;
 }
 
 /// [`SecretSink`] over AWS Secrets Manager.
@@ -52,31 +66,47 @@ impl SecretsManager {
     }
 }
 
+fn aws<E, R>(err: aws_sdk_secretsmanager::error::SdkError<E, R>) -> aws_sdk_secretsmanager::Error
+where
+    aws_sdk_secretsmanager::Error: From<aws_sdk_secretsmanager::error::SdkError<E, R>>,
+{
+    aws_sdk_secretsmanager::Error::from(err)
+}
+
 #[async_trait]
 impl SecretSink for SecretsManager {
-    async fn deliver(&self, name: &str, key_id: &KeyId, key: &ApiKey) -> Result<(), SecretError> {
-        let token = version_token(key_id);
-        let put = self
-            .client
-            .put_secret_value()
-            .secret_id(name)
-            .secret_string(key.expose())
-            .client_request_token(&token)
-            .send()
-            .await;
-        match put {
+    async fn stage(&self, name: &str, key_id: &KeyId, key: &ApiKey) -> Result<(), SecretError> {
+        let put = || {
+            self.client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(key.expose())
+                .client_request_token(version_token(key_id))
+                .version_stages("AWSPENDING")
+                .send()
+        };
+        match put().await {
             Ok(_) => Ok(()),
             Err(err) => match err.into_service_error() {
                 PutSecretValueError::ResourceNotFoundException(_) => {
-                    self.client
+                    // The first version of a secret is always made current:
+                    // make it a placeholder, never a key that is not active.
+                    let created = self
+                        .client
                         .create_secret()
                         .name(name)
                         .description("keygate API key; the current version is the active key")
-                        .secret_string(key.expose())
-                        .client_request_token(&token)
+                        .secret_string(PLACEHOLDER)
                         .send()
-                        .await
-                        .map_err(|e| SecretError(Box::new(e.into())))?;
+                        .await;
+                    if let Err(err) = created {
+                        match aws(err) {
+                            // Created concurrently: fine.
+                            aws_sdk_secretsmanager::Error::ResourceExistsException(_) => {}
+                            other => return Err(SecretError(Box::new(other))),
+                        }
+                    }
+                    put().await.map_err(|e| SecretError(Box::new(aws(e))))?;
                     Ok(())
                 }
                 other => Err(SecretError(Box::new(other.into()))),
@@ -84,16 +114,61 @@ impl SecretSink for SecretsManager {
         }
     }
 
-    async fn current(&self, name: &str) -> Result<Option<String>, SecretError> {
-        match self.client.get_secret_value().secret_id(name).send().await {
+    async fn promote(&self, name: &str, key_id: &KeyId) -> Result<(), SecretError> {
+        let token = version_token(key_id);
+        let described = self
+            .client
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| SecretError(Box::new(aws(e))))?;
+        let stages = described.version_ids_to_stages.unwrap_or_default();
+        let holder = |stage: &str| {
+            stages
+                .iter()
+                .find(|(_, labels)| labels.iter().any(|l| l == stage))
+                .map(|(id, _)| id.clone())
+        };
+        let current = holder("AWSCURRENT");
+        if current.as_deref() != Some(token.as_str()) {
+            self.client
+                .update_secret_version_stage()
+                .secret_id(name)
+                .version_stage("AWSCURRENT")
+                .move_to_version_id(&token)
+                .set_remove_from_version_id(current)
+                .send()
+                .await
+                .map_err(|e| SecretError(Box::new(aws(e))))?;
+        }
+        if holder("AWSPENDING").as_deref() == Some(token.as_str()) {
+            self.client
+                .update_secret_version_stage()
+                .secret_id(name)
+                .version_stage("AWSPENDING")
+                .remove_from_version_id(&token)
+                .send()
+                .await
+                .map_err(|e| SecretError(Box::new(aws(e))))?;
+        }
+        Ok(())
+    }
+
+    async fn version_of(&self, name: &str, key_id: &KeyId) -> Result<Option<String>, SecretError> {
+        let got = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .version_id(version_token(key_id))
+            .send()
+            .await;
+        match got {
             Ok(out) => Ok(out.secret_string),
-            Err(err) => {
-                let err = aws_sdk_secretsmanager::Error::from(err);
-                match err {
-                    aws_sdk_secretsmanager::Error::ResourceNotFoundException(_) => Ok(None),
-                    other => Err(SecretError(Box::new(other))),
-                }
-            }
+            Err(err) => match aws(err) {
+                aws_sdk_secretsmanager::Error::ResourceNotFoundException(_) => Ok(None),
+                other => Err(SecretError(Box::new(other))),
+            },
         }
     }
 }

@@ -102,6 +102,18 @@ impl ManageError {
     }
 }
 
+impl From<crate::rotation::RotationError> for ManageError {
+    fn from(err: crate::rotation::RotationError) -> Self {
+        match err {
+            crate::rotation::RotationError::Store(e) => e.into(),
+            crate::rotation::RotationError::Secret(e) => ManageError::SecretUnavailable(e),
+            crate::rotation::RotationError::Lost(_) => ManageError::Unavailable(
+                StoreError::Corrupt("a staged key is missing from its secret"),
+            ),
+        }
+    }
+}
+
 impl From<StoreError> for ManageError {
     fn from(err: StoreError) -> Self {
         match err {

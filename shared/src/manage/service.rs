@@ -6,10 +6,11 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::id::KeyId;
-use crate::issue::{mint, successor, KeySpec};
-use crate::key::{ApiKey, KeyFormat};
+use crate::issue::{mint, KeySpec};
+use crate::key::KeyFormat;
 use crate::model::{KeyRecord, KeyStatus};
-use crate::secrets::{secret_name, SecretSink};
+use crate::rotation::{self, Delivery};
+use crate::secrets::SecretSink;
 use crate::store::{AuditAction, AuditEvent, KeyAdmin, StoreError};
 
 use super::caller::{check_grant, Caller};
@@ -80,13 +81,11 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         }
     }
 
-    async fn deliver(&self, record: &KeyRecord, key: &ApiKey) -> Result<String, ManageError> {
-        let name = secret_name(&self.secret_prefix, &record.owner, &record.allowance_id);
-        self.secrets
-            .deliver(&name, &record.key_id, key)
-            .await
-            .map_err(ManageError::SecretUnavailable)?;
-        Ok(name)
+    fn delivery(&self) -> Delivery<'_, X> {
+        Delivery {
+            secrets: &self.secrets,
+            prefix: &self.secret_prefix,
+        }
     }
 
     /// `POST /v1/keys`.
@@ -122,10 +121,12 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             now,
             json!({"view": KeyView::from(&record)}),
         );
-        self.store.create_key(&record, &audit).await?;
         let secret_name = if req.deliver_to_secret {
-            Some(self.deliver(&record, &key).await?)
+            let delivery = self.delivery();
+            delivery.issue(&self.store, &record, &key, &audit).await?;
+            Some(delivery.secret_of(&record))
         } else {
+            self.store.create_key(&record, &audit).await?;
             None
         };
         Ok(IssuedView {
@@ -272,24 +273,26 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             )));
         }
         let now = self.clock.now();
-        let (key, new) = successor(&self.format, &old, now);
-        let grace_until = now + grace as i64;
-        let old_after = self
-            .store
-            .rotate(&old, &new, grace_until, now, &caller.actor)
-            .await?;
-        let secret_name = if req.deliver_to_secret {
-            Some(self.deliver(&new, &key).await?)
-        } else {
-            None
-        };
+        let delivery = self.delivery();
+        let rotated = rotation::rotate(
+            &self.store,
+            &self.format,
+            &old,
+            now + grace as i64,
+            now,
+            &caller.actor,
+            req.deliver_to_secret.then_some(&delivery),
+        )
+        .await?;
         Ok((
             IssuedView {
-                key: key.expose().to_owned(),
-                view: KeyView::from(&new),
-                secret_name,
+                key: rotated.key.expose().to_owned(),
+                view: KeyView::from(&rotated.successor),
+                secret_name: req
+                    .deliver_to_secret
+                    .then(|| delivery.secret_of(&rotated.successor)),
             },
-            KeyView::from(&old_after),
+            KeyView::from(&rotated.old),
         ))
     }
 

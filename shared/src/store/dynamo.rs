@@ -70,6 +70,10 @@ impl DynamoStore {
             items::GSK.into(),
             s(format!("{:012}#{}", record.created_at, record.key_id)),
         );
+        if let Some((partition, sort)) = items::due_entry(record) {
+            item.insert(items::DPK.into(), s(partition));
+            item.insert(items::DSK.into(), s(sort));
+        }
         Ok(item)
     }
 
@@ -110,6 +114,56 @@ impl DynamoStore {
                 .build(),
         )?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// A transactional put of the next version of a record, if the stored
+    /// one is still `previous`.
+    fn put_version(
+        &self,
+        record: &KeyRecord,
+        previous: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = built(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(Self::record_item(record)?))
+                .condition_expression("#v = :prev")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":prev", n(previous))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// End a key (revoked or retired): the new record, the allowance no
+    /// longer admitting it, and the audit event, in one transaction.
+    async fn close(
+        &self,
+        old: &KeyRecord,
+        closed: &KeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let close_allowance = built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(Self::key_of(
+                    items::allowance_pk(&old.allowance_id),
+                    items::ALLOWANCE_SK,
+                )))
+                .update_expression("REMOVE #kv.#kid")
+                .expression_attribute_names("#kv", alw::VERSIONS)
+                .expression_attribute_names("#kid", old.key_id.as_str())
+                .build(),
+        )?;
+        self.client
+            .transact_write_items()
+            .transact_items(self.put_version(closed, old.version)?)
+            .transact_items(TransactWriteItem::builder().update(close_allowance).build())
+            .transact_items(self.put_new(Self::audit_item(audit)?)?)
+            .send()
+            .await
+            .map_err(transact_error)?;
+        Ok(())
     }
 
     /// The allowance item a new key starts with.
@@ -321,50 +375,34 @@ impl KeyAdmin for DynamoStore {
         now: i64,
         audit: &AuditEvent,
     ) -> Result<KeyRecord, StoreError> {
-        let mut record = self.key_by_id(key_id).await?.ok_or(StoreError::NotFound)?;
-        let previous = record.version;
-        record.status = KeyStatus::Revoked;
-        record.version += 1;
-        record.revoked_at = Some(now);
-        let update_record = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::key_of(
-                    items::key_pk(record.hash.as_str()),
-                    items::KEY_SK,
-                )))
-                .update_expression("SET #st = :st, #v = :v, #ra = :ra")
-                .condition_expression("#v = :prev")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_names("#ra", "revoked_at")
-                .expression_attribute_values(":ra", n(now))
-                .expression_attribute_values(":st", s("revoked"))
-                .expression_attribute_values(":v", n(record.version))
-                .expression_attribute_values(":prev", n(previous))
-                .build(),
-        )?;
-        let close_allowance = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::key_of(
-                    items::allowance_pk(&record.allowance_id),
-                    items::ALLOWANCE_SK,
-                )))
-                .update_expression("REMOVE #kv.#kid")
-                .expression_attribute_names("#kv", alw::VERSIONS)
-                .expression_attribute_names("#kid", key_id.as_str())
-                .build(),
-        )?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update_record).build())
-            .transact_items(TransactWriteItem::builder().update(close_allowance).build())
-            .transact_items(self.put_new(Self::audit_item(audit)?)?)
-            .send()
-            .await
-            .map_err(transact_error)?;
-        Ok(record)
+        let record = self.key_by_id(key_id).await?.ok_or(StoreError::NotFound)?;
+        let mut revoked = record.clone();
+        revoked.status = KeyStatus::Revoked;
+        revoked.version += 1;
+        revoked.revoked_at = Some(now);
+        self.close(&record, &revoked, audit).await?;
+        Ok(revoked)
+    }
+
+    async fn retire(
+        &self,
+        record: &KeyRecord,
+        now: i64,
+        actor: &str,
+    ) -> Result<KeyRecord, StoreError> {
+        let mut retired = record.clone();
+        retired.status = KeyStatus::Retired;
+        retired.version += 1;
+        let audit = AuditEvent::new(
+            &record.key_id,
+            retired.version,
+            AuditAction::Expired,
+            actor,
+            now,
+            serde_json::json!({"status": "retired", "grace_until": record.grace_until}),
+        );
+        self.close(record, &retired, &audit).await?;
+        Ok(retired)
     }
 
     async fn rotate(
@@ -380,35 +418,15 @@ impl KeyAdmin for DynamoStore {
                 "a successor must share owner and allowance",
             ));
         }
+        if old.status != KeyStatus::Active {
+            return Err(StoreError::Conflict);
+        }
         let mut updated = old.clone();
         updated.status = KeyStatus::Rotating;
         updated.version += 1;
         updated.rotated_at = Some(now);
         updated.grace_until = Some(grace_until);
         updated.successor = Some(successor.key_id.clone());
-        let update_old = built(
-            Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(Self::key_of(
-                    items::key_pk(old.hash.as_str()),
-                    items::KEY_SK,
-                )))
-                .update_expression("SET #st = :st, #v = :v, #ra = :now, #gu = :gu, #su = :su")
-                .condition_expression("#v = :prev AND #st = :active")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_names("#ra", "rotated_at")
-                .expression_attribute_names("#gu", "grace_until")
-                .expression_attribute_names("#su", "successor")
-                .expression_attribute_values(":st", s("rotating"))
-                .expression_attribute_values(":active", s("active"))
-                .expression_attribute_values(":v", n(updated.version))
-                .expression_attribute_values(":prev", n(old.version))
-                .expression_attribute_values(":now", n(now))
-                .expression_attribute_values(":gu", n(grace_until))
-                .expression_attribute_values(":su", s(successor.key_id.as_str()))
-                .build(),
-        )?;
         // Both keys spend from the one allowance: the old one at its new
         // version, the successor at its first.
         let share = built(
@@ -428,32 +446,112 @@ impl KeyAdmin for DynamoStore {
                 .expression_attribute_values(":prev", n(old.version))
                 .build(),
         )?;
+        let rotated = AuditEvent::new(
+            &old.key_id,
+            updated.version,
+            AuditAction::Rotated,
+            actor,
+            now,
+            serde_json::json!({"successor": successor.key_id, "grace_until": grace_until}),
+        );
+        let issued = AuditEvent::new(
+            &successor.key_id,
+            successor.version,
+            AuditAction::Issued,
+            actor,
+            now,
+            serde_json::json!({"rotated_from": old.key_id}),
+        );
         self.client
             .transact_write_items()
             .transact_items(self.put_new(Self::record_item(successor)?)?)
             .transact_items(self.put_new(Self::pointer_item(successor))?)
-            .transact_items(TransactWriteItem::builder().update(update_old).build())
+            .transact_items(self.put_version(&updated, old.version)?)
             .transact_items(TransactWriteItem::builder().update(share).build())
-            .transact_items(self.put_new(Self::audit_item(&AuditEvent::new(
-                &old.key_id,
-                updated.version,
-                AuditAction::Rotated,
-                actor,
-                now,
-                serde_json::json!({"successor": successor.key_id, "grace_until": grace_until}),
-            ))?)?)
-            .transact_items(self.put_new(Self::audit_item(&AuditEvent::new(
-                &successor.key_id,
-                successor.version,
-                AuditAction::Issued,
-                actor,
-                now,
-                serde_json::json!({"rotated_from": old.key_id}),
-            ))?)?)
+            .transact_items(self.put_new(Self::audit_item(&rotated)?)?)
+            .transact_items(self.put_new(Self::audit_item(&issued)?)?)
             .send()
             .await
             .map_err(transact_error)?;
         Ok(updated)
+    }
+
+    async fn settle_secret(&self, record: &KeyRecord) -> Result<KeyRecord, StoreError> {
+        let mut settled = record.clone();
+        settled.secret_pending = false;
+        // Bookkeeping only: the version stays, so caches and the allowance
+        // are untouched. The condition keeps a concurrent change from being
+        // overwritten.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::record_item(&settled)?))
+            .condition_expression("#v = :v AND #sp = :yes")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#sp", "secret_pending")
+            .expression_attribute_values(":v", n(record.version))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(settled),
+            Err(err) => match aws_sdk_dynamodb::Error::from(err) {
+                aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_) => {
+                    Err(StoreError::Conflict)
+                }
+                other => Err(StoreError::Dynamo(Box::new(other))),
+            },
+        }
+    }
+
+    async fn due(
+        &self,
+        partition: &str,
+        up_to: i64,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<KeyHash>, StoreError> {
+        let start = cursor
+            .map(|c| {
+                decode_cursor(
+                    c,
+                    &[items::PK, items::SK, items::DPK, items::DSK],
+                    (items::DPK, partition),
+                )
+            })
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(items::DUE_INDEX)
+            .key_condition_expression("#p = :p AND #s < :upper")
+            .expression_attribute_names("#p", items::DPK)
+            .expression_attribute_names("#s", items::DSK)
+            .expression_attribute_values(":p", s(partition))
+            // Every entry due at or before `up_to` sorts below this.
+            .expression_attribute_values(":upper", s(format!("{:012}$", up_to.max(0))))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        let hashes = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                item.get(items::PK)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("KEY#"))
+                    .map(KeyHash::from_hex)
+                    .ok_or(StoreError::Corrupt("due entry without a key hash"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items: hashes,
+            next: out.last_evaluated_key.as_ref().map(encode_cursor),
+        })
     }
 
     async fn update_key(
@@ -467,15 +565,6 @@ impl KeyAdmin for DynamoStore {
                 "an update keeps the key and bumps the version",
             ));
         }
-        let put_record = built(
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(Self::record_item(new)?))
-                .condition_expression("#v = :prev")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":prev", n(old.version))
-                .build(),
-        )?;
         let mut set = vec!["#kv.#kid = :v".to_owned()];
         let mut remove = Vec::new();
         let mut update = Update::builder()
@@ -518,7 +607,7 @@ impl KeyAdmin for DynamoStore {
         let update = built(update.update_expression(expr).build())?;
         self.client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_record).build())
+            .transact_items(self.put_version(new, old.version)?)
             .transact_items(TransactWriteItem::builder().update(update).build())
             .transact_items(self.put_new(Self::audit_item(audit)?)?)
             .send()

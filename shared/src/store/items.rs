@@ -29,6 +29,25 @@ pub const GSK: &str = "gsk";
 pub const DUE_INDEX: &str = "by_due";
 pub const DPK: &str = "dpk";
 pub const DSK: &str = "dsk";
+/// Partitions of the due index: keys whose delivery to Secrets Manager must
+/// be finished, active keys by rotation due date, rotating keys by grace
+/// deadline. A key is in at most one; revoked and retired keys in none.
+pub const DUE_PROMOTE: &str = "PROMOTE";
+pub const DUE_ROTATE: &str = "ROTATE";
+pub const DUE_RETIRE: &str = "RETIRE";
+
+/// The due-index entry `(dpk, dsk)` of a record, if any.
+pub fn due_entry(record: &crate::model::KeyRecord) -> Option<(&'static str, String)> {
+    use crate::model::KeyStatus;
+    let (partition, at) = match record.status {
+        KeyStatus::Active if record.secret_pending => (DUE_PROMOTE, record.created_at),
+        KeyStatus::Active => (DUE_ROTATE, record.rotation_due()?),
+        KeyStatus::Rotating => (DUE_RETIRE, record.grace_until?),
+        KeyStatus::Revoked | KeyStatus::Retired => return None,
+    };
+    Some((partition, format!("{:012}#{}", at.max(0), record.key_id)))
+}
+
 /// TTL attribute: DynamoDB deletes long-dead records in the background.
 pub const TTL: &str = "ttl";
 

@@ -132,6 +132,29 @@ pub trait KeyAdmin: Send + Sync {
         actor: &str,
     ) -> Result<KeyRecord, StoreError>;
 
+    /// Retire a rotated key whose grace has passed (status, allowance, audit
+    /// event `expired`, in one transaction).
+    async fn retire(
+        &self,
+        record: &KeyRecord,
+        now: i64,
+        actor: &str,
+    ) -> Result<KeyRecord, StoreError>;
+
+    /// Mark a key's delivery to Secrets Manager as finished (clears
+    /// `secret_pending`; the version stays).
+    async fn settle_secret(&self, record: &KeyRecord) -> Result<KeyRecord, StoreError>;
+
+    /// Hashes of keys in a due-index partition ([`items::DUE_ROTATE`], ...)
+    /// due at or before `up_to`, earliest first.
+    async fn due(
+        &self,
+        partition: &str,
+        up_to: i64,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<KeyHash>, StoreError>;
+
     /// Replace `old` by `new` (same key, next version) and carry its limits
     /// to the allowance. Fails with [`StoreError::Conflict`] if `old` is not
     /// the stored version.

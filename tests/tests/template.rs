@@ -86,6 +86,26 @@ fn each_function_is_allowed_exactly_what_it_uses() {
             "dynamodb:Query",
             "secretsmanager:CreateSecret",
             "secretsmanager:PutSecretValue",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:UpdateSecretVersionStage",
+        ])
+    );
+    // Rotation: KeyAdmin + KeyLookup (GetItem, Put/Update in transactions,
+    // Query on the due index), the two-phase SecretSink (stage, promote,
+    // read a staged version back), and its failure destination.
+    assert_eq!(
+        actions["RotationFunction"],
+        set(&[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "secretsmanager:CreateSecret",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:UpdateSecretVersionStage",
+            "secretsmanager:GetSecretValue",
+            "sqs:SendMessage",
         ])
     );
 }

@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use crate::clock::Timestamp;
 use crate::limits::{Limits, MAX_QUOTA, MAX_RATE, MAX_RATE_WINDOW};
-use crate::model::DEFAULT_ROTATION_DAYS;
 use crate::scope::Scope;
 
 use super::error::ManageError;
@@ -238,9 +237,10 @@ pub fn validate_expiry(expires_at: Option<Timestamp>, now: Timestamp) -> Result<
     }
 }
 
-pub fn validate_rotation(days: Option<u32>) -> Result<u32, ManageError> {
+/// Rotation interval: `days` if given and valid, else the deployment's default.
+pub fn validate_rotation(days: Option<u32>, default: u32) -> Result<u32, ManageError> {
     match days {
-        None => Ok(DEFAULT_ROTATION_DAYS),
+        None => Ok(default),
         Some(d) if d <= MAX_ROTATION_DAYS => Ok(d),
         Some(_) => Err(ManageError::invalid(
             "invalid_rotation",

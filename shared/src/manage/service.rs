@@ -29,6 +29,7 @@ pub struct KeyService<S, C, X> {
     format: KeyFormat,
     secrets: X,
     secret_prefix: String,
+    default_rotation_days: u32,
 }
 
 impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
@@ -39,7 +40,14 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             format,
             secrets,
             secret_prefix: secret_prefix.to_owned(),
+            default_rotation_days: crate::model::DEFAULT_ROTATION_DAYS,
         }
+    }
+
+    /// The rotation interval of keys issued without one (deployment setting).
+    pub fn with_default_rotation_days(mut self, days: u32) -> Self {
+        self.default_rotation_days = days;
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -103,7 +111,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         validate_limits(&req.limits)?;
         let cidrs = validate_cidrs(&req.allowed_cidrs)?;
         validate_expiry(req.expires_at, now)?;
-        let rotation_days = validate_rotation(req.rotation_days)?;
+        let rotation_days = validate_rotation(req.rotation_days, self.default_rotation_days)?;
         validate_metadata(&req.metadata)?;
         let mut spec = KeySpec::new(owner, req.name, scopes);
         spec.limits = req.limits;
@@ -206,7 +214,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             new.expires_at = Some(exp);
         }
         if let Some(days) = req.rotation_days {
-            new.rotation_days = validate_rotation(Some(days))?;
+            new.rotation_days = validate_rotation(Some(days), self.default_rotation_days)?;
             change.insert("rotation_days".into(), json!(days));
         }
         if let Some(metadata) = req.metadata {

@@ -1,0 +1,44 @@
+//! Lambda entry point of the rotation function. Everything else is in the library.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use keygate::clock::SystemClock;
+use keygate::secrets::SecretsManager;
+use keygate::store::DynamoStore;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use rotation::Settings;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        settings.deployment.table.clone(),
+    );
+    let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk));
+    let (store, secrets, settings) = (&store, &secrets, &settings);
+    run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent>| async move {
+            let summary = rotation::run(
+                store,
+                secrets,
+                &SystemClock,
+                &settings.deployment.format,
+                settings,
+                event.context.deadline(),
+                &event.payload,
+            )
+            .await?;
+            Ok::<_, Error>(serde_json::to_value(summary)?)
+        },
+    ))
+    .await
+}

@@ -44,6 +44,9 @@ struct Cli {
         default_value = "keygate"
     )]
     secret_prefix: String,
+    /// Rotation interval of keys issued without their own (0 = never).
+    #[arg(long, env = "KEYGATE_ROTATION_DAYS", global = true, default_value_t = keygate::model::DEFAULT_ROTATION_DAYS)]
+    rotation_days: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -169,7 +172,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         deployment.format,
         SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk)),
         &cli.secret_prefix,
-    );
+    )
+    .with_default_rotation_days(cli.rotation_days);
     let op = Caller::operator("keyctl");
     match cli.command {
         Command::CreateTable => {

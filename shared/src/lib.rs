@@ -23,6 +23,7 @@ pub mod id;
 pub mod issue;
 pub mod key;
 pub mod limits;
+pub mod logs;
 pub mod manage;
 pub mod model;
 pub mod rotation;

@@ -68,3 +68,27 @@ pub fn audit(
         serde_json::json!({}),
     )
 }
+
+/// The allowance item of a key, read raw (consistent), to check counters.
+pub async fn allowance_item(
+    store: &DynamoStore,
+    record: &keygate::model::KeyRecord,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use keygate::store::items;
+    store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key(
+            items::PK,
+            AttributeValue::S(items::allowance_pk(&record.allowance_id)),
+        )
+        .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("read the allowance")
+        .item
+        .expect("the allowance exists")
+}

@@ -128,21 +128,7 @@ impl Rig {
         &self,
         record: &KeyRecord,
     ) -> std::collections::HashMap<String, AttributeValue> {
-        self.store
-            .client()
-            .get_item()
-            .table_name(self.store.table())
-            .key(
-                items::PK,
-                AttributeValue::S(items::allowance_pk(&record.allowance_id)),
-            )
-            .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap()
+        keygate_tests::allowance_item(&self.store, record).await
     }
 }
 

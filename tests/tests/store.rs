@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use keygate::hash::KeyHash;
 use keygate::id::KeyId;
 use keygate::issue::{mint, KeySpec};
@@ -191,21 +190,7 @@ async fn two_hundred_concurrent_increments_against_a_limit_of_fifty_admit_exactl
         admitted += usize::from(task.await.unwrap());
     }
     assert_eq!(admitted, 50);
-    let item = store
-        .client()
-        .get_item()
-        .table_name(store.table())
-        .key(
-            items::PK,
-            AttributeValue::S(items::allowance_pk(&record.allowance_id)),
-        )
-        .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = keygate_tests::allowance_item(&store, &record).await;
     assert_eq!(item["qu"].as_n().unwrap(), "50");
     let ok = items::usage_attr(&day_string(NOW), record.key_id.as_str(), "ok");
     assert_eq!(item[&ok].as_n().unwrap(), "50");
@@ -216,21 +201,7 @@ async fn two_hundred_concurrent_increments_against_a_limit_of_fifty_admit_exactl
     // A container whose clock lags behind adopts the newer period rather
     // than resetting it backwards: it spends from the same, new counter.
     assert!(admit_once(store.as_ref(), &record, tomorrow - 1).await);
-    let item = store
-        .client()
-        .get_item()
-        .table_name(store.table())
-        .key(
-            items::PK,
-            AttributeValue::S(items::allowance_pk(&record.allowance_id)),
-        )
-        .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = keygate_tests::allowance_item(&store, &record).await;
     assert_eq!(item["qu"].as_n().unwrap(), "2");
     assert_eq!(item["qs"].as_n().unwrap(), &tomorrow.to_string());
 }

@@ -6,14 +6,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    keygate::logs::init();
     let config = Config::from_lookup(|name| std::env::var(name).ok())?;
     let handler = build(&config).await;
     let handler = &handler;

@@ -4,14 +4,7 @@ use lambda_http::{run, service_fn, Error, Request};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    keygate::logs::init();
     let service = keys::build(|name| std::env::var(name).ok()).await?;
     let service = &service;
     run(service_fn(move |req: Request| async move {

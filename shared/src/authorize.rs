@@ -29,6 +29,7 @@ use crate::key::KeyFormat;
 use crate::limits::day_string;
 use crate::model::{KeyRecord, KeyStatus};
 use crate::store::admission::{explain, Explained};
+use crate::store::items;
 use crate::store::{
     Admission, AdmitOutcome, AdmitPlan, CounterHints, KeyLookup, StoreError, UsageMark,
 };
@@ -103,6 +104,8 @@ impl Default for AuthConfig {
 struct Cache {
     records: HashMap<String, (KeyRecord, Timestamp)>,
     hints: HashMap<String, CounterHints>,
+    /// Allowance id -> the day this container last pruned its usage.
+    pruned: HashMap<String, String>,
 }
 
 /// The pipeline, with its store, clock and container-lifetime cache.
@@ -192,10 +195,13 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 return Err(AuthError::Contention { requests });
             }
             let hints = self.hints(record, now);
+            let today = day_string(now);
+            let prune = self.prune_due(&record.allowance_id, &today);
             let usage = UsageMark {
-                day: day_string(now),
                 route: Some(route_label(record, req)),
                 source_ip: req.source_ip.map(|ip| ip.to_string()),
+                keep_from: prune.then(|| day_string(now - items::USAGE_RETENTION_DAYS * 86_400)),
+                day: today,
             };
             let plan = AdmitPlan::new(
                 &record.allowance_id,
@@ -210,6 +216,21 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             match self.store.admit(&plan).await {
                 Ok(AdmitOutcome::Admitted(granted)) => {
                     self.set_hints(&record.allowance_id, granted.hints);
+                    if let Some(day) = &plan.usage.keep_from {
+                        self.pruned(&record.allowance_id, &plan.usage.day);
+                        if !granted.stale_usage.is_empty() {
+                            // Housekeeping, once a day per container: the
+                            // request is already admitted whatever happens.
+                            requests += 1;
+                            if let Err(e) = self
+                                .store
+                                .prune_usage(&record.allowance_id, &granted.stale_usage)
+                                .await
+                            {
+                                tracing::warn!(allowance = %record.allowance_id, keep_from = %day, error = %e, "usage pruning failed");
+                            }
+                        }
+                    }
                     break Ok(granted);
                 }
                 Ok(AdmitOutcome::Rejected(old)) => match explain(&plan, old.as_ref(), now) {
@@ -282,6 +303,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             if cache.records.len() >= self.config.cache_entries {
                 cache.records.clear();
                 cache.hints.clear();
+                cache.pruned.clear();
             }
             cache
                 .records
@@ -301,6 +323,21 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             .ok()
             .and_then(|c| c.hints.get(&record.allowance_id).copied())
             .unwrap_or_else(|| CounterHints::guess(&record.limits, now))
+    }
+
+    fn prune_due(&self, allowance_id: &str, today: &str) -> bool {
+        self.cache
+            .lock()
+            .map(|c| c.pruned.get(allowance_id).map(String::as_str) != Some(today))
+            .unwrap_or(false)
+    }
+
+    fn pruned(&self, allowance_id: &str, today: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache
+                .pruned
+                .insert(allowance_id.to_owned(), today.to_owned());
+        }
     }
 
     fn set_hints(&self, allowance_id: &str, hints: CounterHints) {

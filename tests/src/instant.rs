@@ -42,7 +42,12 @@ impl Admission for InstantStore {
                         start: step.start(),
                     }),
             },
+            stale_usage: Vec::new(),
         }))
+    }
+
+    async fn prune_usage(&self, _: &str, _: &[String]) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn record_denial(

@@ -600,3 +600,36 @@ async fn a_rotated_key_and_its_successor_share_one_allowance_until_the_grace_end
     assert!(rig.allowed(&handled));
     assert_eq!(handled.response["context"]["quotaRemaining"], 3);
 }
+
+#[tokio::test]
+async fn usage_counters_past_retention_are_pruned_so_the_item_stays_bounded() {
+    let rig = rig(Payload::HttpV2Simple).await;
+    let (key, record) = rig.issue(|_| {}).await;
+    let first_day = day_string(NOON);
+    assert!(rig.allowed(&rig.call_with(&key).await));
+    let ok = |day: &str| items::usage_attr(day, record.key_id.as_str(), "ok");
+    assert_eq!(num(&rig.allowance(&record).await, &ok(&first_day)), 1);
+    // Within retention nothing is removed.
+    rig.clock.set(NOON + 10 * 86_400);
+    assert!(rig.allowed(&rig.call_with(&key).await));
+    assert_eq!(num(&rig.allowance(&record).await, &ok(&first_day)), 1);
+    // Past it, the first write of the day prunes the old day's counters: the
+    // record is re-read (the cache aged out), written, then one housekeeping
+    // request; later writes that day cost one again.
+    let later = NOON + (items::USAGE_RETENTION_DAYS + 1) * 86_400;
+    rig.clock.set(later);
+    let handled = rig.call_with(&key).await;
+    assert!(rig.allowed(&handled));
+    assert_eq!(handled.requests, Some(3));
+    let item = rig.allowance(&record).await;
+    assert!(
+        !item
+            .keys()
+            .any(|k| k.starts_with(&format!("u#{first_day}#"))),
+        "old usage kept: {:?}",
+        item.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(num(&item, &ok(&day_string(later))), 1);
+    assert_eq!(num(&item, &ok(&day_string(NOON + 10 * 86_400))), 1);
+    assert_eq!(rig.call_with(&key).await.requests, Some(1));
+}

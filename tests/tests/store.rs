@@ -153,6 +153,7 @@ async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, 
                 day: day_string(now),
                 route: Some("GET /orders/{id}".into()),
                 source_ip: None,
+                keep_from: None,
             },
         );
         match store.admit(&plan).await.unwrap() {

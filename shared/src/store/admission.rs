@@ -96,6 +96,9 @@ pub struct UsageMark {
     pub route: Option<String>,
     /// The caller's address, kept if its slot for the day is still free.
     pub source_ip: Option<String>,
+    /// Set (to the oldest day to keep, `YYYY-MM-DD`) to have the write return
+    /// the whole item, so usage counters of older days can be pruned.
+    pub keep_from: Option<String>,
 }
 
 /// One planned admission.
@@ -113,11 +116,13 @@ pub struct AdmitPlan {
 }
 
 /// A successful admission: what is left, and where the counters now stand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Granted {
     pub quota_remaining: Option<u64>,
     pub rate_remaining: Option<u64>,
     pub hints: CounterHints,
+    /// Usage attributes older than the plan's `keep_from` (only when asked).
+    pub stale_usage: Vec<String>,
 }
 
 /// The result of one admission attempt.
@@ -327,10 +332,23 @@ impl AdmitPlan {
         let left = |limit: u64, used: Option<i64>| {
             limit.saturating_sub(used.and_then(|u| u64::try_from(u).ok()).unwrap_or(limit))
         };
+        let stale_usage = match &self.usage.keep_from {
+            None => Vec::new(),
+            Some(keep_from) => new
+                .keys()
+                .filter(|name| {
+                    name.strip_prefix("u#")
+                        .and_then(|rest| rest.split('#').next())
+                        .is_some_and(|day| day < keep_from.as_str())
+                })
+                .cloned()
+                .collect(),
+        };
         Granted {
             quota_remaining: self.quota_limit.map(|limit| left(limit, quota_used)),
             rate_remaining: self.rate_limit.map(|limit| left(limit, rate_used)),
             hints,
+            stale_usage,
         }
     }
 }
@@ -432,6 +450,7 @@ mod tests {
                 day: "2026-11-29".into(),
                 route: Some("GET /orders/{id}".into()),
                 source_ip: Some("203.0.113.7".into()),
+                keep_from: Some("2026-10-25".into()),
             },
         )
     }
@@ -524,8 +543,16 @@ mod tests {
     fn remaining_is_read_from_the_update() {
         let now = 1_800_000_000;
         let p = plan(&CounterHints::default(), now);
-        let new = item(&[("qu", n(10)), ("ru", n(5)), ("qs", n(1)), ("rs", n(2))]);
+        let new = item(&[
+            ("qu", n(10)),
+            ("ru", n(5)),
+            ("qs", n(1)),
+            ("rs", n(2)),
+            ("u#2026-10-24#key_x#ok", n(1)),
+            ("u#2026-10-25#key_x#ok", n(1)),
+        ]);
         let g = p.granted(&new);
+        assert_eq!(g.stale_usage, vec!["u#2026-10-24#key_x#ok".to_owned()]);
         assert_eq!(g.quota_remaining, Some(40));
         assert_eq!(g.rate_remaining, Some(0));
         assert_eq!(g.hints.quota.unwrap().start, 1);

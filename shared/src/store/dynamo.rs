@@ -281,7 +281,11 @@ impl Admission for DynamoStore {
             .condition_expression(expr.condition)
             .set_expression_attribute_names(Some(expr.names))
             .set_expression_attribute_values(Some(expr.values))
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(if plan.usage.keep_from.is_some() {
+                ReturnValue::AllNew
+            } else {
+                ReturnValue::UpdatedNew
+            })
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -294,6 +298,28 @@ impl Admission for DynamoStore {
                 other => Err(StoreError::Dynamo(Box::new(other.into()))),
             },
         }
+    }
+
+    async fn prune_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError> {
+        for chunk in names.chunks(50) {
+            let mut req = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key_of(
+                    items::allowance_pk(allowance_id),
+                    items::ALLOWANCE_SK,
+                )));
+            let mut placeholders = Vec::new();
+            for (i, name) in chunk.iter().enumerate() {
+                placeholders.push(format!("#u{i}"));
+                req = req.expression_attribute_names(format!("#u{i}"), name);
+            }
+            req.update_expression(format!("REMOVE {}", placeholders.join(", ")))
+                .send()
+                .await?;
+        }
+        Ok(())
     }
 
     async fn record_denial(

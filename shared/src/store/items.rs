@@ -94,6 +94,12 @@ pub const IP_SLOTS: u64 = 20;
 /// Longest route label counted; longer ones are cut.
 pub const MAX_ROUTE_LABEL: usize = 128;
 
+/// Days of usage counters an allowance item keeps. The authorizer prunes
+/// older ones (on its first write of a day per container), which bounds the
+/// item: per day at most the key's bounded counters (10 deny reasons, route
+/// labels from configuration, 20 address slots).
+pub const USAGE_RETENTION_DAYS: i64 = 35;
+
 /// Name of a usage counter for a key on a day. `what` is one of `ok`,
 /// `d#<reason>`, `r#<route>` or `ip<slot>`.
 pub fn usage_attr(day: &str, key_id: &str, what: &str) -> String {

@@ -89,6 +89,9 @@ pub trait Admission: Send + Sync {
     /// [`AdmitOutcome::Rejected`] with the item as it was, never as an error.
     async fn admit(&self, plan: &AdmitPlan) -> Result<AdmitOutcome, StoreError>;
 
+    /// Remove usage counters past retention from an allowance item.
+    async fn prune_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError>;
+
     /// Count a denial in the key's usage for the day (no condition on limits).
     async fn record_denial(
         &self,

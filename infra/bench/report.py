@@ -49,10 +49,12 @@ def main() -> None:
     )
     out.append("Command: `cargo bench -p keygate-tests --bench decision`\n")
     out.append("| case | median | mean |\n|---|---|---|")
-    group = CRITERION / "decision"
-    for case in sorted(p for p in group.iterdir() if (p / "new" / "estimates.json").exists()):
+    for case in sorted(CRITERION.glob("decision_*")):
+        if not (case / "new" / "estimates.json").exists():
+            continue
         e = estimate(case)
-        out.append(f"| {case.name} | {e['median'] / 1000:.2f} µs | {e['mean'] / 1000:.2f} µs |")
+        name = case.name.removeprefix("decision_")
+        out.append(f"| {name} | {e['median'] / 1000:.2f} µs | {e['mean'] / 1000:.2f} µs |")
     out.append("")
     out.append("## Load run against the local emulator\n")
     out.append(

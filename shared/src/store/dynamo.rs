@@ -155,10 +155,23 @@ impl DynamoStore {
                 .expression_attribute_names("#kid", old.key_id.as_str())
                 .build(),
         )?;
+        self.commit_change(old.version, closed, close_allowance, audit)
+            .await
+    }
+
+    /// The next version of a record, the allowance change that goes with
+    /// it, and the audit event, in one transaction.
+    async fn commit_change(
+        &self,
+        previous: u64,
+        record: &KeyRecord,
+        allowance: Update,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
         self.client
             .transact_write_items()
-            .transact_items(self.put_version(closed, old.version)?)
-            .transact_items(TransactWriteItem::builder().update(close_allowance).build())
+            .transact_items(self.put_version(record, previous)?)
+            .transact_items(TransactWriteItem::builder().update(allowance).build())
             .transact_items(self.put_new(Self::audit_item(audit)?)?)
             .send()
             .await
@@ -631,15 +644,7 @@ impl KeyAdmin for DynamoStore {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
         let update = built(update.update_expression(expr).build())?;
-        self.client
-            .transact_write_items()
-            .transact_items(self.put_version(new, old.version)?)
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .transact_items(self.put_new(Self::audit_item(audit)?)?)
-            .send()
-            .await
-            .map_err(transact_error)?;
-        Ok(())
+        self.commit_change(old.version, new, update, audit).await
     }
 
     async fn list_by_owner(

@@ -35,6 +35,7 @@ iac: tools ## Validate template.yaml offline (SAM lint, cfn-lint)
 
 test: tools iac ## Run every test; starts and stops its own emulator
 	rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
+	cargo build --workspace --bins --locked
 	KEYGATE_TEST_LOGS=$(TEST_LOGS) $(EMU) cargo test --workspace --all-targets --locked 2>&1 \
 	  | tee $(TEST_LOGS)/cargo-test.out
 	KEYGATE_TEST_LOGS=$(TEST_LOGS) cargo run --quiet --locked -p keygate-tests --bin check-logs

@@ -42,7 +42,13 @@ pub fn init() {
             .json()
             .flatten_event(true)
             .with_writer(Mutex::new(file))
-            .with_max_level(tracing::Level::DEBUG)
+            // Everything of ours at debug; the SDK's and HTTP stack's chatter
+            // (hundreds of lines per request) at info, which keeps the logs
+            // of the 1000-key tests small enough to check in seconds.
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_smithy_http_client=info,\
+                 aws_config=info,aws_runtime=info,aws_sigv4=info,hyper=info,hyper_util=info,h2=info,rustls=info",
+            ))
             .init();
     });
 }

@@ -279,6 +279,8 @@ async fn escalation_attempts_fail() {
         .await;
     let issue = |body: Value| api.call(&tenant, "POST", "/v1/keys", Some(body));
     let base = |scopes: Value, limits: Value| json!({"name": "x", "scopes": scopes, "limits": limits, "allowed_cidrs": ["203.0.113.0/25"]});
+    // Cases that differ only in the limits asked for.
+    let orders = |limits: Value| base(json!(["GET /orders/*"]), limits);
     let ok_limits =
         json!({"quota": {"limit": 10, "period": "day"}, "rate": {"limit": 5, "window": 1}});
 
@@ -309,73 +311,46 @@ async fn escalation_attempts_fail() {
             "scope_escalation",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 1001, "period": "day"},
-                                              "rate": {"limit": 5, "window": 1}}),
-            ),
+            orders(json!({"quota": {"limit": 1001, "period": "day"},
+                                              "rate": {"limit": 5, "window": 1}})),
             "limit_escalation",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 1000, "period": "month"},
-                                              "rate": {"limit": 5, "window": 1}}),
-            ),
+            orders(json!({"quota": {"limit": 1000, "period": "month"},
+                                              "rate": {"limit": 5, "window": 1}})),
             "ok",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 10, "period": "day"}}),
-            ),
+            orders(json!({"quota": {"limit": 10, "period": "day"}})),
             "limit_escalation",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"rate": {"limit": 5, "window": 1}}),
-            ),
+            orders(json!({"rate": {"limit": 5, "window": 1}})),
             "limit_escalation",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 10, "period": "day"},
-                                              "rate": {"limit": 10, "window": 0}}),
-            ),
+            orders(json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 10, "window": 0}})),
             "invalid_limit",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 10, "period": "day"},
-                                              "rate": {"limit": 501, "window": 2}}),
-            ),
+            orders(json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 501, "window": 2}})),
             "limit_escalation",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 10, "period": "day"},
-                                              "rate": {"limit": 500, "window": 0}}),
-            ),
+            orders(json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 500, "window": 0}})),
             "invalid_limit",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 31_000, "period": "month"},
-                                              "rate": {"limit": 500, "window": 1}}),
-            ),
+            orders(json!({"quota": {"limit": 31_000, "period": "month"},
+                                              "rate": {"limit": 500, "window": 1}})),
             "limit_escalation",
         ),
         (
-            base(
-                json!(["GET /orders/*"]),
-                json!({"quota": {"limit": 10, "period": "day"},
-                                              "rate": {"limit": 10, "window": 1}}),
-            ),
+            orders(json!({"quota": {"limit": 10, "period": "day"},
+                                              "rate": {"limit": 10, "window": 1}})),
             "ok",
         ),
     ] {

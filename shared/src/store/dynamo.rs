@@ -179,6 +179,54 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// One page of a query over one partition of the table or an index,
+    /// optionally bounded above on the sort key. The cursor is checked to
+    /// belong to the same partition before it is used.
+    async fn query_page(
+        &self,
+        index: Option<(&str, &str, &str)>,
+        partition: &str,
+        below: Option<String>,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        // (index name, its partition attribute, its sort attribute)
+        let (pk_attr, sk_attr) = match index {
+            Some((_, pk, sk)) => (pk, sk),
+            None => (items::PK, items::SK),
+        };
+        let mut attrs = vec![items::PK, items::SK];
+        if index.is_some() {
+            attrs.extend([pk_attr, sk_attr]);
+        }
+        let start = cursor
+            .map(|c| decode_cursor(c, &attrs, (pk_attr, partition)))
+            .transpose()?;
+        let mut condition = "#p = :p".to_owned();
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(|(name, _, _)| name.to_owned()))
+            .expression_attribute_names("#p", pk_attr)
+            .expression_attribute_values(":p", s(partition))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            // The table's own partitions read consistently; indexes cannot.
+            .consistent_read(index.is_none());
+        if let Some(upper) = below {
+            condition.push_str(" AND #s < :upper");
+            req = req
+                .expression_attribute_names("#s", sk_attr)
+                .expression_attribute_values(":upper", s(upper));
+        }
+        let out = req.key_condition_expression(condition).send().await?;
+        Ok((
+            out.items.unwrap_or_default(),
+            out.last_evaluated_key.as_ref().map(encode_cursor),
+        ))
+    }
+
     /// The allowance item a new key starts with.
     fn allowance_item(record: &KeyRecord) -> Item {
         let mut item = Self::key_of(
@@ -551,33 +599,18 @@ impl KeyAdmin for DynamoStore {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<KeyHash>, StoreError> {
-        let start = cursor
-            .map(|c| {
-                decode_cursor(
-                    c,
-                    &[items::PK, items::SK, items::DPK, items::DSK],
-                    (items::DPK, partition),
-                )
-            })
-            .transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(items::DUE_INDEX)
-            .key_condition_expression("#p = :p AND #s < :upper")
-            .expression_attribute_names("#p", items::DPK)
-            .expression_attribute_names("#s", items::DSK)
-            .expression_attribute_values(":p", s(partition))
-            // Every entry due at or before `up_to` sorts below this.
-            .expression_attribute_values(":upper", s(format!("{:012}$", up_to.max(0))))
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
+        // Every entry due at or before `up_to` sorts below this.
+        let below = format!("{:012}$", up_to.max(0));
+        let (found, next) = self
+            .query_page(
+                Some((items::DUE_INDEX, items::DPK, items::DSK)),
+                partition,
+                Some(below),
+                limit,
+                cursor,
+            )
             .await?;
-        let hashes = out
-            .items
-            .unwrap_or_default()
+        let hashes = found
             .iter()
             .map(|item| {
                 item.get(items::PK)
@@ -589,7 +622,7 @@ impl KeyAdmin for DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page {
             items: hashes,
-            next: out.last_evaluated_key.as_ref().map(encode_cursor),
+            next,
         })
     }
 
@@ -653,38 +686,20 @@ impl KeyAdmin for DynamoStore {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<KeyRecord>, StoreError> {
-        let partition = items::owner_pk(owner);
-        let start = cursor
-            .map(|c| {
-                decode_cursor(
-                    c,
-                    &[items::PK, items::SK, items::GPK, items::GSK],
-                    (items::GPK, &partition),
-                )
-            })
-            .transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(items::OWNER_INDEX)
-            .key_condition_expression("#g = :g")
-            .expression_attribute_names("#g", items::GPK)
-            .expression_attribute_values(":g", s(partition))
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
+        let (found, next) = self
+            .query_page(
+                Some((items::OWNER_INDEX, items::GPK, items::GSK)),
+                &items::owner_pk(owner),
+                None,
+                limit,
+                cursor,
+            )
             .await?;
-        let items = out
-            .items
-            .unwrap_or_default()
+        let items = found
             .into_iter()
             .map(Self::parse_record)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            items,
-            next: out.last_evaluated_key.as_ref().map(encode_cursor),
-        })
+        Ok(Page { items, next })
     }
 
     async fn events(
@@ -693,25 +708,10 @@ impl KeyAdmin for DynamoStore {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<AuditEvent>, StoreError> {
-        let partition = items::audit_pk(key_id.as_str());
-        let start = cursor
-            .map(|c| decode_cursor(c, &[items::PK, items::SK], (items::PK, &partition)))
-            .transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#p = :p")
-            .expression_attribute_names("#p", items::PK)
-            .expression_attribute_values(":p", s(partition))
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .consistent_read(true)
-            .send()
+        let (found, next) = self
+            .query_page(None, &items::audit_pk(key_id.as_str()), None, limit, cursor)
             .await?;
-        let events = out
-            .items
-            .unwrap_or_default()
+        let events = found
             .into_iter()
             .map(|item| {
                 serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
@@ -722,7 +722,7 @@ impl KeyAdmin for DynamoStore {
             .collect::<Result<Vec<AuditEvent>, _>>()?;
         Ok(Page {
             items: events,
-            next: out.last_evaluated_key.as_ref().map(encode_cursor),
+            next,
         })
     }
 }

@@ -11,7 +11,8 @@
 //! - [`issue`]: minting a key, the one path every issuer takes;
 //! - [`store`]: DynamoDB, behind traits sized by capability;
 //! - [`authorize`]: the authorizer's pipeline, free of Lambda event types;
-//! - [`table`]: the table definition, read from `template.yaml`.
+//! - [`table`]: the table definition, read from `template.yaml`;
+//! - [`usage`]: usage reports, billing totals and anomaly flags.
 
 pub mod authorize;
 pub mod base62;
@@ -31,3 +32,4 @@ pub mod scope;
 pub mod secrets;
 pub mod store;
 pub mod table;
+pub mod usage;

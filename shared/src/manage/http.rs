@@ -36,7 +36,8 @@ pub struct ApiResponse {
 }
 
 impl ApiRequest<'_> {
-    fn param(&self, name: &str) -> Option<&str> {
+    /// A query parameter (the first value).
+    pub fn param(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
             .find(|(k, _)| k == name)
@@ -58,6 +59,11 @@ impl ApiRequest<'_> {
             return Err(ManageError::UnsupportedMediaType);
         }
         parse_body(self.body)
+    }
+
+    /// The path's segments after `/v1/`.
+    pub fn segments(&self) -> Option<Vec<&str>> {
+        segments(self.path)
     }
 }
 

@@ -28,11 +28,11 @@ pub struct DynamoStore {
     table: String,
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(super) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -52,7 +52,7 @@ impl DynamoStore {
         &self.table
     }
 
-    fn key_of(pk: String, sk: &str) -> Item {
+    pub(super) fn key_of(pk: String, sk: &str) -> Item {
         HashMap::from([(items::PK.to_owned(), s(pk)), (items::SK.to_owned(), s(sk))])
     }
 
@@ -182,7 +182,7 @@ impl DynamoStore {
     /// One page of a query over one partition of the table or an index,
     /// optionally bounded above on the sort key. The cursor is checked to
     /// belong to the same partition before it is used.
-    async fn query_page(
+    pub(super) async fn query_page(
         &self,
         index: Option<(&str, &str, &str)>,
         partition: &str,
@@ -234,6 +234,13 @@ impl DynamoStore {
             items::ALLOWANCE_SK,
         );
         item.insert(alw::OWNER.into(), s(record.owner.clone()));
+        // The allowance directory (for the daily usage report): a partition
+        // of the keys-only due index, so counter updates never touch it.
+        item.insert(items::DPK.into(), s(items::DIRECTORY));
+        item.insert(
+            items::DSK.into(),
+            s(format!("{}#{}", record.owner, record.allowance_id)),
+        );
         item.insert(
             alw::VERSIONS.into(),
             AttributeValue::M(HashMap::from([(

@@ -6,6 +6,8 @@
 //! | key record | `KEY#<sha256>` | `KEY` | [`KeyRecord`](crate::model::KeyRecord), plus `gpk`/`gsk` for the owner index |
 //! | key id pointer | `KID#<key_id>` | `KEY` | `hash`, `owner`: find a record by its public id |
 //! | allowance | `ALW#<allowance_id>` | `ALW` | live key versions, quota and rate counters, today's usage |
+//! | usage history | `UOWN#<owner>` | `<day>#<key_id>` | one key's finished day ([`crate::usage::DayUsage`]); `gpk` `UKEY#<key_id>`, `gsk` `<day>` |
+//! | usage report | `RPT#<owner>` | `<day>` | [`crate::usage::report::OwnerReport`] |
 //! | audit event | `AUDIT#<key_id>` | `<time>#<event id>` | [`AuditEvent`](crate::store::AuditEvent), immutable |
 //!
 //! The allowance item is what the authorizer's single conditional write
@@ -35,6 +37,10 @@ pub const DSK: &str = "dsk";
 pub const DUE_PROMOTE: &str = "PROMOTE";
 pub const DUE_ROTATE: &str = "ROTATE";
 pub const DUE_RETIRE: &str = "RETIRE";
+/// Partition of the same keys-only index listing every allowance, sorted
+/// `<owner>#<allowance_id>`: how the daily usage report finds all owners
+/// without a scan.
+pub const DIRECTORY: &str = "ALLOWANCES";
 
 /// The due-index entry `(dpk, dsk)` of a record, if any.
 pub fn due_entry(record: &crate::model::KeyRecord) -> Option<(&'static str, String)> {
@@ -105,3 +111,19 @@ pub const USAGE_RETENTION_DAYS: i64 = 35;
 pub fn usage_attr(day: &str, key_id: &str, what: &str) -> String {
     format!("u#{day}#{key_id}#{what}")
 }
+
+pub fn usage_owner_pk(owner: &str) -> String {
+    format!("UOWN#{owner}")
+}
+
+pub fn usage_key_gpk(key_id: &str) -> String {
+    format!("UKEY#{key_id}")
+}
+
+pub fn report_pk(owner: &str) -> String {
+    format!("RPT#{owner}")
+}
+
+/// Days an archived usage day is kept (DynamoDB's TTL deletes it later):
+/// enough for a year-long range plus a month.
+pub const HISTORY_RETENTION_DAYS: i64 = 400;

@@ -5,7 +5,9 @@
 //! - [`KeyLookup`]: `GetItem` on key records (authorizer);
 //! - [`Admission`]: `UpdateItem` on allowance items (authorizer);
 //! - [`KeyAdmin`]: issuance and lifecycle, `TransactWriteItems`, `GetItem`,
-//!   `Query` (key management, rotation, operator CLI).
+//!   `Query` (key management, rotation, operator CLI);
+//! - [`UsageStore`]: usage history and reports, `BatchGetItem`, `Query`,
+//!   `BatchWriteItem`, `PutItem`, `GetItem` (usage reporting).
 //!
 //! [`DynamoStore`] implements them all over one table (see [`items`] for the
 //! layout).
@@ -14,12 +16,14 @@ pub mod admission;
 pub mod audit;
 mod dynamo;
 pub mod items;
+mod usage;
 
 use async_trait::async_trait;
 
 pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, UsageMark};
 pub use audit::{AuditAction, AuditEvent};
 pub use dynamo::DynamoStore;
+pub use usage::{allowance_owner, DirectoryEntry, UsageStore};
 
 use crate::decision::DenyReason;
 use crate::hash::KeyHash;

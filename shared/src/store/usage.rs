@@ -1,0 +1,321 @@
+//! [`UsageStore`] over DynamoDB: usage history, reports and the allowance
+//! directory. Reads are by partition (an owner, a key, the directory) or by
+//! item key; nothing scans the table.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, PutRequest, Select, WriteRequest,
+};
+
+use super::dynamo::{n, s};
+use super::items::{self, alw};
+use super::{DynamoStore, Page, StoreError};
+use crate::usage::report::OwnerReport;
+use crate::usage::KeyDay;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// One entry of the allowance directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub owner: String,
+    pub allowance_id: String,
+}
+
+/// Usage data: what the usage function reads and the report job writes.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Allowance items by id (missing ones left out), read consistently.
+    async fn allowances(&self, ids: &[String]) -> Result<HashMap<String, Item>, StoreError>;
+    /// Archived days of one key, `from..=to` (`YYYY-MM-DD`).
+    async fn key_history(
+        &self,
+        key_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<KeyDay>, StoreError>;
+    /// Archived days of every key of an owner, `from..=to`.
+    async fn owner_history(
+        &self,
+        owner: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<KeyDay>, StoreError>;
+    /// One page of the allowance directory, ordered by owner.
+    async fn directory(
+        &self,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<DirectoryEntry>, StoreError>;
+    /// Write finished days to the history (idempotent: same day, same item).
+    async fn archive(&self, owner: &str, days: &[KeyDay], now: i64) -> Result<(), StoreError>;
+    /// Remove archived counters from an allowance item.
+    async fn clear_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError>;
+    async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError>;
+    async fn report(&self, owner: &str, day: &str) -> Result<Option<OwnerReport>, StoreError>;
+}
+
+fn mapping(what: &'static str) -> impl Fn(serde_dynamo::Error) -> StoreError {
+    move |source| StoreError::Mapping { what, source }
+}
+
+impl DynamoStore {
+    /// Every page of a query on one partition with the sort key in
+    /// `[from, to]`.
+    async fn query_range(
+        &self,
+        index: Option<(&str, &str, &str)>,
+        partition: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (pk_attr, sk_attr) = match index {
+            Some((_, pk, sk)) => (pk, sk),
+            None => (items::PK, items::SK),
+        };
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .set_index_name(index.map(|(name, _, _)| name.to_owned()))
+                .key_condition_expression("#p = :p AND #s BETWEEN :from AND :to")
+                .expression_attribute_names("#p", pk_attr)
+                .expression_attribute_names("#s", sk_attr)
+                .expression_attribute_values(":p", s(partition))
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to))
+                .select(Select::AllAttributes)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn key_days(found: Vec<Item>) -> Result<Vec<KeyDay>, StoreError> {
+        found
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(mapping("usage history")))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl UsageStore for DynamoStore {
+    async fn allowances(&self, ids: &[String]) -> Result<HashMap<String, Item>, StoreError> {
+        let mut out = HashMap::new();
+        let mut unique: Vec<&String> = ids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| Self::key_of(items::allowance_pk(id), items::ALLOWANCE_SK))
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|_| StoreError::Corrupt("request could not be built"))?,
+            );
+            let mut rounds = 0;
+            while let Some(request) = pending.take() {
+                rounds += 1;
+                if rounds > 8 {
+                    return Err(StoreError::Corrupt(
+                        "batch read kept coming back unprocessed",
+                    ));
+                }
+                let got = self
+                    .client()
+                    .batch_get_item()
+                    .request_items(self.table(), request)
+                    .send()
+                    .await?;
+                for item in got
+                    .responses
+                    .unwrap_or_default()
+                    .remove(self.table())
+                    .unwrap_or_default()
+                {
+                    let id = item
+                        .get(items::PK)
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|pk| pk.strip_prefix("ALW#"))
+                        .ok_or(StoreError::Corrupt("allowance without its key"))?
+                        .to_owned();
+                    out.insert(id, item);
+                }
+                pending = got
+                    .unprocessed_keys
+                    .and_then(|mut m| m.remove(self.table()))
+                    .filter(|k| !k.keys.is_empty());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn key_history(
+        &self,
+        key_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<KeyDay>, StoreError> {
+        let found = self
+            .query_range(
+                Some((items::OWNER_INDEX, items::GPK, items::GSK)),
+                &items::usage_key_gpk(key_id),
+                from,
+                to,
+            )
+            .await?;
+        Self::key_days(found)
+    }
+
+    async fn owner_history(
+        &self,
+        owner: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<KeyDay>, StoreError> {
+        // Sort keys are `<day>#<key_id>`: every key of the last day sorts
+        // below `<to>$` ('$' follows '#').
+        let found = self
+            .query_range(None, &items::usage_owner_pk(owner), from, &format!("{to}$"))
+            .await?;
+        Self::key_days(found)
+    }
+
+    async fn directory(
+        &self,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<DirectoryEntry>, StoreError> {
+        let (found, next) = self
+            .query_page(
+                Some((items::DUE_INDEX, items::DPK, items::DSK)),
+                items::DIRECTORY,
+                None,
+                limit,
+                cursor,
+            )
+            .await?;
+        let entries = found
+            .iter()
+            .map(|item| {
+                let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok());
+                let allowance_id = text(items::PK)
+                    .and_then(|pk| pk.strip_prefix("ALW#"))
+                    .ok_or(StoreError::Corrupt("directory entry without an allowance"))?;
+                let owner = text(items::DSK)
+                    .and_then(|d| d.strip_suffix(allowance_id))
+                    .and_then(|d| d.strip_suffix('#'))
+                    .ok_or(StoreError::Corrupt("directory entry without an owner"))?;
+                Ok(DirectoryEntry {
+                    owner: owner.to_owned(),
+                    allowance_id: allowance_id.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Page {
+            items: entries,
+            next,
+        })
+    }
+
+    async fn archive(&self, owner: &str, days: &[KeyDay], now: i64) -> Result<(), StoreError> {
+        let expires = now + items::HISTORY_RETENTION_DAYS * 86_400;
+        let mut writes = Vec::with_capacity(days.len());
+        for day in days {
+            let mut item: Item = serde_dynamo::to_item(day).map_err(mapping("usage history"))?;
+            item.insert(items::PK.into(), s(items::usage_owner_pk(owner)));
+            item.insert(items::SK.into(), s(format!("{}#{}", day.day, day.key_id)));
+            item.insert(items::GPK.into(), s(items::usage_key_gpk(&day.key_id)));
+            item.insert(items::GSK.into(), s(day.day.clone()));
+            item.insert(items::TTL.into(), n(expires));
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(|_| StoreError::Corrupt("request could not be built"))?,
+                    )
+                    .build(),
+            );
+        }
+        for chunk in writes.chunks(25) {
+            let mut pending = chunk.to_vec();
+            let mut rounds = 0;
+            while !pending.is_empty() {
+                rounds += 1;
+                if rounds > 8 {
+                    return Err(StoreError::Corrupt(
+                        "batch write kept coming back unprocessed",
+                    ));
+                }
+                let out = self
+                    .client()
+                    .batch_write_item()
+                    .request_items(self.table(), pending)
+                    .send()
+                    .await?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(self.table()))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    async fn clear_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError> {
+        use super::Admission;
+        self.prune_usage(allowance_id, names).await
+    }
+
+    async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError> {
+        let mut item: Item = serde_dynamo::to_item(report).map_err(mapping("usage report"))?;
+        item.insert(items::PK.into(), s(items::report_pk(&report.owner)));
+        item.insert(items::SK.into(), s(report.day.clone()));
+        item.insert(
+            items::TTL.into(),
+            n(report.generated_at + items::HISTORY_RETENTION_DAYS * 86_400),
+        );
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    async fn report(&self, owner: &str, day: &str) -> Result<Option<OwnerReport>, StoreError> {
+        let got = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(Self::key_of(items::report_pk(owner), day)))
+            .send()
+            .await?;
+        got.item
+            .map(|item| serde_dynamo::from_item(item).map_err(mapping("usage report")))
+            .transpose()
+    }
+}
+
+/// The allowance's owner attribute, for checks.
+pub fn allowance_owner(item: &Item) -> Option<&str> {
+    item.get(alw::OWNER)?.as_s().ok().map(String::as_str)
+}

@@ -1,0 +1,315 @@
+//! The daily report of one owner: what each key did yesterday, and anomaly
+//! flags computed from it and the days before. Pure: the job feeds it the
+//! owner's key records and usage days, and stores what it returns.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Day, DayUsage};
+use crate::limits::Period;
+use crate::model::{KeyRecord, KeyStatus};
+
+/// Most flags a stored report keeps (the rest are counted, and logged).
+pub const MAX_FLAGS: usize = 500;
+
+/// When a flag is raised. Every threshold is configurable per deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// A day's requests above this many times the trailing 7-day mean ...
+    pub spike_factor: f64,
+    /// ... and at least this many requests.
+    pub spike_floor: u64,
+    /// Denied share of a day's requests at or above this ...
+    pub deny_ratio: f64,
+    /// ... with at least this many requests.
+    pub deny_floor: u64,
+    /// Share of a quota used at or above this.
+    pub quota_warn: f64,
+    /// No request for this many days (keys older than that).
+    pub unused_days: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            spike_factor: 3.0,
+            spike_floor: 100,
+            deny_ratio: 0.5,
+            deny_floor: 20,
+            quota_warn: 0.8,
+            unused_days: 30,
+        }
+    }
+}
+
+/// Days of history a report looks at: the spike's 7-day mean, the month of a
+/// monthly quota, the addresses seen before, unused keys.
+pub fn lookback(t: &Thresholds) -> i64 {
+    31.max(i64::from(t.unused_days))
+}
+
+/// Days before the reported one whose addresses count as "seen before".
+pub const SEEN_IP_DAYS: i64 = 30;
+/// Days in the trailing mean of the spike flag.
+pub const SPIKE_DAYS: i64 = 7;
+
+/// One anomaly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "flag", rename_all = "snake_case")]
+pub enum Flag {
+    TrafficSpike {
+        key_id: String,
+        requests: u64,
+        trailing_mean: f64,
+    },
+    HighDenyRatio {
+        key_id: String,
+        denied: u64,
+        requests: u64,
+    },
+    /// Requests from an address outside the key's allowlist were denied.
+    IpNotAllowed { key_id: String, denied: u64 },
+    /// Addresses the key was not used from in the previous 30 days.
+    NewSourceIp { key_id: String, ips: Vec<String> },
+    NearQuota {
+        key_id: String,
+        used: u64,
+        limit: u64,
+        period: Period,
+    },
+    /// An active key with no request for `days` days: a revocation candidate.
+    Unused {
+        key_id: String,
+        days: u32,
+        last_used: Option<String>,
+    },
+}
+
+impl Flag {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Flag::TrafficSpike { .. } => "traffic_spike",
+            Flag::HighDenyRatio { .. } => "high_deny_ratio",
+            Flag::IpNotAllowed { .. } => "ip_not_allowed",
+            Flag::NewSourceIp { .. } => "new_source_ip",
+            Flag::NearQuota { .. } => "near_quota",
+            Flag::Unused { .. } => "unused",
+        }
+    }
+
+    pub fn key_id(&self) -> &str {
+        match self {
+            Flag::TrafficSpike { key_id, .. }
+            | Flag::HighDenyRatio { key_id, .. }
+            | Flag::IpNotAllowed { key_id, .. }
+            | Flag::NewSourceIp { key_id, .. }
+            | Flag::NearQuota { key_id, .. }
+            | Flag::Unused { key_id, .. } => key_id,
+        }
+    }
+}
+
+/// One owner's report for one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerReport {
+    pub owner: String,
+    pub day: String,
+    /// Keys the owner has (any status).
+    pub keys: u64,
+    /// Keys with at least one request that day.
+    pub active_keys: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub denied_by_reason: BTreeMap<String, u64>,
+    /// Flag counts by name, including any left out of `flags`.
+    pub flag_counts: BTreeMap<String, u64>,
+    /// At most [`MAX_FLAGS`].
+    pub flags: Vec<Flag>,
+    pub generated_at: i64,
+}
+
+type Days = BTreeMap<String, DayUsage>;
+
+fn on(days: Option<&Days>, day: Day) -> Option<&DayUsage> {
+    days?.get(&day.to_string())
+}
+
+fn requests_on(days: Option<&Days>, day: Day) -> u64 {
+    on(days, day).map_or(0, DayUsage::requests)
+}
+
+/// Build the report of `day` for `owner` from its keys and their usage
+/// (`usage[key_id][day]`, covering at least [`lookback`] days before).
+pub fn build(
+    owner: &str,
+    day: Day,
+    keys: &[KeyRecord],
+    usage: &BTreeMap<String, Days>,
+    t: &Thresholds,
+    generated_at: i64,
+) -> OwnerReport {
+    let mut flags = Vec::new();
+    let mut total = DayUsage::default();
+    let mut active = 0;
+    for key in keys {
+        let kid = key.key_id.as_str();
+        let days = usage.get(kid);
+        let today = on(days, day).cloned().unwrap_or_default();
+        if today.requests() > 0 {
+            active += 1;
+        }
+        total.absorb(&DayUsage {
+            ips: BTreeSet::new(),
+            routes: BTreeMap::new(),
+            ..today.clone()
+        });
+        let created = Day::of(key.created_at);
+        flags.extend(spike(kid, day, created, days, &today, t));
+        let denied = today.denied_total();
+        if today.requests() >= t.deny_floor
+            && today.requests() > 0
+            && denied as f64 >= t.deny_ratio * today.requests() as f64
+        {
+            flags.push(Flag::HighDenyRatio {
+                key_id: kid.to_owned(),
+                denied,
+                requests: today.requests(),
+            });
+        }
+        if let Some(&n) = today.denied.get("ip_denied").filter(|n| **n > 0) {
+            flags.push(Flag::IpNotAllowed {
+                key_id: kid.to_owned(),
+                denied: n,
+            });
+        }
+        flags.extend(new_ips(kid, day, days, &today));
+        flags.extend(near_quota(key, keys, day, usage, t));
+        flags.extend(unused(key, day, created, days, t));
+    }
+    let mut flag_counts = BTreeMap::new();
+    for f in &flags {
+        *flag_counts.entry(f.name().to_owned()).or_default() += 1;
+    }
+    flags.truncate(MAX_FLAGS);
+    OwnerReport {
+        owner: owner.to_owned(),
+        day: day.to_string(),
+        keys: keys.len() as u64,
+        active_keys: active,
+        allowed: total.allowed,
+        denied: total.denied_total(),
+        denied_by_reason: total.denied,
+        flag_counts,
+        flags,
+        generated_at,
+    }
+}
+
+fn spike(
+    kid: &str,
+    day: Day,
+    created: Day,
+    days: Option<&Days>,
+    today: &DayUsage,
+    t: &Thresholds,
+) -> Option<Flag> {
+    // A key younger than the trailing window has no baseline yet.
+    if created > day.plus(-SPIKE_DAYS) || today.requests() < t.spike_floor {
+        return None;
+    }
+    let sum: u64 = (1..=SPIKE_DAYS)
+        .map(|i| requests_on(days, day.plus(-i)))
+        .sum();
+    let mean = sum as f64 / SPIKE_DAYS as f64;
+    (today.requests() as f64 > t.spike_factor * mean).then(|| Flag::TrafficSpike {
+        key_id: kid.to_owned(),
+        requests: today.requests(),
+        trailing_mean: mean,
+    })
+}
+
+fn new_ips(kid: &str, day: Day, days: Option<&Days>, today: &DayUsage) -> Option<Flag> {
+    let seen: BTreeSet<&String> = (1..=SEEN_IP_DAYS)
+        .filter_map(|i| on(days, day.plus(-i)))
+        .flat_map(|u| u.ips.iter())
+        .collect();
+    // Without a baseline every address is new: nothing to compare with.
+    if seen.is_empty() {
+        return None;
+    }
+    let new: Vec<String> = today
+        .ips
+        .iter()
+        .filter(|ip| !seen.contains(ip))
+        .cloned()
+        .collect();
+    (!new.is_empty()).then(|| Flag::NewSourceIp {
+        key_id: kid.to_owned(),
+        ips: new,
+    })
+}
+
+/// Quota use in the period containing `day`, up to `day`, over every key
+/// that spends from the same allowance (a rotated key and its successor).
+fn near_quota(
+    key: &KeyRecord,
+    keys: &[KeyRecord],
+    day: Day,
+    usage: &BTreeMap<String, Days>,
+    t: &Thresholds,
+) -> Option<Flag> {
+    let quota = key.limits.quota?;
+    if !matches!(key.status, KeyStatus::Active | KeyStatus::Rotating) || quota.limit == 0 {
+        return None;
+    }
+    let first = match quota.period {
+        Period::Day => day,
+        Period::Month => day.month_start(),
+    };
+    let used: u64 = keys
+        .iter()
+        .filter(|k| k.allowance_id == key.allowance_id)
+        .map(|k| {
+            first
+                .through(day)
+                .filter_map(|d| on(usage.get(k.key_id.as_str()), d))
+                .map(|u| u.allowed)
+                .sum::<u64>()
+        })
+        .sum();
+    (used as f64 >= t.quota_warn * quota.limit as f64).then(|| Flag::NearQuota {
+        key_id: key.key_id.as_str().to_owned(),
+        used,
+        limit: quota.limit,
+        period: quota.period,
+    })
+}
+
+fn unused(
+    key: &KeyRecord,
+    day: Day,
+    created: Day,
+    days: Option<&Days>,
+    t: &Thresholds,
+) -> Option<Flag> {
+    let n = i64::from(t.unused_days);
+    if key.status != KeyStatus::Active || n == 0 || created > day.plus(-n) {
+        return None;
+    }
+    let used_in_window = (0..n).any(|i| requests_on(days, day.plus(-i)) > 0);
+    if used_in_window {
+        return None;
+    }
+    let last_used = days.and_then(|d| {
+        d.iter()
+            .rev()
+            .find(|(when, u)| u.requests() > 0 && Day::parse(when).is_some_and(|w| w <= day))
+            .map(|(when, _)| when.clone())
+    });
+    Some(Flag::Unused {
+        key_id: key.key_id.as_str().to_owned(),
+        days: t.unused_days,
+        last_used,
+    })
+}

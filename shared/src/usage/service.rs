@@ -1,0 +1,468 @@
+//! The usage operations: a key's daily series, an owner's billing totals, a
+//! stored daily report, and the daily job that writes reports and archives
+//! finished days.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::report::{self, OwnerReport, Thresholds};
+use super::{live_usage, merge, Day, DayUsage, KeyDay};
+use crate::clock::Clock;
+use crate::id::KeyId;
+use crate::manage::request::validate_owner;
+use crate::manage::{Caller, ManageError};
+use crate::model::KeyRecord;
+use crate::store::{KeyAdmin, StoreError, UsageStore};
+
+/// Longest range a usage read may span, in days (both ends included).
+pub const MAX_RANGE_DAYS: i64 = 366;
+/// Default range: the last 30 days, today included.
+pub const DEFAULT_RANGE_DAYS: i64 = 30;
+/// Routes listed per day in a key's series.
+pub const TOP_ROUTES: usize = 10;
+
+/// A validated day range, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub from: Day,
+    pub to: Day,
+}
+
+impl Range {
+    /// From query parameters; `to` defaults to today, `from` to 29 days
+    /// before `to`.
+    pub fn parse(from: Option<&str>, to: Option<&str>, today: Day) -> Result<Self, ManageError> {
+        let day = |field: &'static str, text: &str| {
+            Day::parse(text).ok_or_else(|| {
+                ManageError::invalid(
+                    "invalid_date",
+                    field,
+                    format!("{field} must be a date as YYYY-MM-DD"),
+                )
+            })
+        };
+        let to = to.map(|t| day("to", t)).transpose()?.unwrap_or(today);
+        let from = from
+            .map(|f| day("from", f))
+            .transpose()?
+            .unwrap_or(to.plus(-(DEFAULT_RANGE_DAYS - 1)));
+        if from > to {
+            return Err(ManageError::invalid(
+                "invalid_range",
+                "from",
+                "from must not be after to",
+            ));
+        }
+        if from.until(to) + 1 > MAX_RANGE_DAYS {
+            return Err(ManageError::invalid(
+                "range_too_long",
+                "from",
+                format!("a range spans at most {MAX_RANGE_DAYS} days"),
+            ));
+        }
+        Ok(Self { from, to })
+    }
+
+    fn contains(&self, day: &str) -> bool {
+        Day::parse(day).is_some_and(|d| self.from <= d && d <= self.to)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RouteCount {
+    pub route: String,
+    pub count: u64,
+}
+
+/// One day of a key's series.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SeriesDay {
+    pub day: String,
+    pub allowed: u64,
+    pub denied: u64,
+    pub denied_by_reason: BTreeMap<String, u64>,
+    pub top_routes: Vec<RouteCount>,
+    pub source_ips: Vec<String>,
+}
+
+impl SeriesDay {
+    fn new(day: String, u: &DayUsage) -> Self {
+        Self {
+            day,
+            allowed: u.allowed,
+            denied: u.denied_total(),
+            denied_by_reason: u.denied.clone(),
+            top_routes: u
+                .top_routes(TOP_ROUTES)
+                .into_iter()
+                .map(|(route, count)| RouteCount { route, count })
+                .collect(),
+            source_ips: u.ips.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Totals over a range.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Totals {
+    pub allowed: u64,
+    pub denied: u64,
+    pub denied_by_reason: BTreeMap<String, u64>,
+    pub requests: u64,
+}
+
+impl From<&DayUsage> for Totals {
+    fn from(u: &DayUsage) -> Self {
+        Self {
+            allowed: u.allowed,
+            denied: u.denied_total(),
+            denied_by_reason: u.denied.clone(),
+            requests: u.requests(),
+        }
+    }
+}
+
+/// `GET /v1/usage/keys/{key_id}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeySeries {
+    pub key_id: String,
+    pub owner: String,
+    pub from: String,
+    pub to: String,
+    pub totals: Totals,
+    /// Every day of the range, oldest first (days without use are zeros).
+    pub days: Vec<SeriesDay>,
+}
+
+/// One key's line in an owner's totals.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyTotals {
+    pub key_id: String,
+    /// `None` for a key whose record is gone (its usage still bills).
+    pub name: Option<String>,
+    pub status: Option<String>,
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// `GET /v1/usage`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OwnerTotals {
+    pub owner: String,
+    pub from: String,
+    pub to: String,
+    pub totals: Totals,
+    pub keys: Vec<KeyTotals>,
+}
+
+/// What one run of the daily job did.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct DailySummary {
+    pub day: String,
+    pub owners: u64,
+    pub reports: u64,
+    pub flags: u64,
+    pub archived_days: u64,
+    pub failed_owners: Vec<String>,
+}
+
+/// Failure of the daily job.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("usage store failed")]
+    Store(#[from] StoreError),
+    #[error("{} owner report(s) failed", .0.failed_owners.len())]
+    Partial(DailySummary),
+}
+
+/// The usage operations over a store and a clock.
+pub struct UsageService<S, C> {
+    store: S,
+    clock: C,
+    thresholds: Thresholds,
+}
+
+/// Read every page of an owner's keys.
+async fn all_keys<S: KeyAdmin>(store: &S, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_by_owner(owner, 100, cursor.as_deref()).await?;
+        keys.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() {
+            return Ok(keys);
+        }
+    }
+}
+
+impl<S, C> UsageService<S, C>
+where
+    S: KeyAdmin + UsageStore,
+    C: Clock,
+{
+    pub fn new(store: S, clock: C, thresholds: Thresholds) -> Self {
+        Self {
+            store,
+            clock,
+            thresholds,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn today(&self) -> Day {
+        Day::of(self.clock.now())
+    }
+
+    /// A key's daily series.
+    pub async fn key_series(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        range: Range,
+    ) -> Result<KeySeries, ManageError> {
+        caller.require("usage:read")?;
+        let id = KeyId::parse(key_id).ok_or(ManageError::NotFound)?;
+        let record = self
+            .store
+            .key_by_id(&id)
+            .await?
+            .filter(|r| caller.may_manage(&r.owner))
+            .ok_or(ManageError::NotFound)?;
+        let allowances = self
+            .store
+            .allowances(std::slice::from_ref(&record.allowance_id))
+            .await?;
+        let live: Vec<KeyDay> = allowances
+            .values()
+            .flat_map(|item| live_usage(item).key_days().collect::<Vec<_>>())
+            .filter(|d| d.key_id == key_id && range.contains(&d.day))
+            .collect();
+        let archived = self
+            .store
+            .key_history(key_id, &range.from.to_string(), &range.to.to_string())
+            .await?;
+        let days = merge(live, archived).remove(key_id).unwrap_or_default();
+        let mut total = DayUsage::default();
+        let series = range
+            .from
+            .through(range.to)
+            .map(|d| {
+                let day = d.to_string();
+                let u = days.get(&day).cloned().unwrap_or_default();
+                total.absorb(&u);
+                SeriesDay::new(day, &u)
+            })
+            .collect();
+        Ok(KeySeries {
+            key_id: key_id.to_owned(),
+            owner: record.owner,
+            from: range.from.to_string(),
+            to: range.to.to_string(),
+            totals: Totals::from(&total),
+            days: series,
+        })
+    }
+
+    /// Per-key totals of an owner over a range, for billing.
+    pub async fn owner_totals(
+        &self,
+        caller: &Caller,
+        owner: Option<&str>,
+        range: Range,
+    ) -> Result<OwnerTotals, ManageError> {
+        caller.require("usage:read")?;
+        if let Some(o) = owner {
+            validate_owner(o)?;
+        }
+        let owner = caller.owner_for(owner)?;
+        let keys = all_keys(&self.store, &owner).await?;
+        let ids: Vec<String> = keys.iter().map(|k| k.allowance_id.clone()).collect();
+        let allowances = self.store.allowances(&ids).await?;
+        let live: Vec<KeyDay> = allowances
+            .values()
+            .flat_map(|item| live_usage(item).key_days().collect::<Vec<_>>())
+            .filter(|d| range.contains(&d.day))
+            .collect();
+        let archived = self
+            .store
+            .owner_history(&owner, &range.from.to_string(), &range.to.to_string())
+            .await?;
+        let merged = merge(live, archived);
+        let mut all = DayUsage::default();
+        let mut seen = BTreeSet::new();
+        let mut lines = Vec::new();
+        let sum = |key_id: &str| {
+            let mut t = DayUsage::default();
+            for u in merged.get(key_id).into_iter().flat_map(BTreeMap::values) {
+                t.absorb(u);
+            }
+            t
+        };
+        for k in &keys {
+            seen.insert(k.key_id.as_str().to_owned());
+            let t = sum(k.key_id.as_str());
+            all.absorb(&t);
+            lines.push(KeyTotals {
+                key_id: k.key_id.as_str().to_owned(),
+                name: Some(k.name.clone()),
+                status: serde_json::to_value(k.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned)),
+                totals: Totals::from(&t),
+            });
+        }
+        for key_id in merged.keys().filter(|k| !seen.contains(*k)) {
+            let t = sum(key_id);
+            all.absorb(&t);
+            lines.push(KeyTotals {
+                key_id: key_id.clone(),
+                name: None,
+                status: None,
+                totals: Totals::from(&t),
+            });
+        }
+        lines.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        Ok(OwnerTotals {
+            owner,
+            from: range.from.to_string(),
+            to: range.to.to_string(),
+            totals: Totals::from(&all),
+            keys: lines,
+        })
+    }
+
+    /// A stored daily report.
+    pub async fn stored_report(
+        &self,
+        caller: &Caller,
+        owner: Option<&str>,
+        day: &str,
+    ) -> Result<OwnerReport, ManageError> {
+        caller.require("usage:read")?;
+        if let Some(o) = owner {
+            validate_owner(o)?;
+        }
+        let owner = caller.owner_for(owner)?;
+        let day = Day::parse(day).ok_or_else(|| {
+            ManageError::invalid("invalid_date", "day", "day must be a date as YYYY-MM-DD")
+        })?;
+        self.store
+            .report(&owner, &day.to_string())
+            .await?
+            .ok_or(ManageError::NotFound)
+    }
+
+    /// The daily job: for every owner, the report of `day` (default:
+    /// yesterday), stored and logged; then every finished day still on an
+    /// allowance is archived and removed from it. One owner failing does
+    /// not stop the others; the run then fails so it is retried (both steps
+    /// are idempotent).
+    pub async fn daily(&self, day: Option<Day>) -> Result<DailySummary, ReportError> {
+        let now = self.clock.now();
+        let today = Day::of(now);
+        let day = day.unwrap_or(today.plus(-1));
+        let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.directory(200, cursor.as_deref()).await?;
+            for e in page.items {
+                owners.entry(e.owner).or_default().push(e.allowance_id);
+            }
+            cursor = page.next;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let mut summary = DailySummary {
+            day: day.to_string(),
+            owners: owners.len() as u64,
+            ..Default::default()
+        };
+        for (owner, ids) in &owners {
+            match self.owner_day(owner, ids, day, today, now).await {
+                Ok((report, archived)) => {
+                    summary.reports += 1;
+                    summary.flags += report.flag_counts.values().sum::<u64>();
+                    summary.archived_days += archived;
+                    tracing::info!(
+                        owner = %report.owner,
+                        day = %report.day,
+                        keys = report.keys,
+                        active_keys = report.active_keys,
+                        allowed = report.allowed,
+                        denied = report.denied,
+                        flags = %serde_json::to_string(&report.flags).unwrap_or_default(),
+                        "usage report"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(owner = %owner, error = %e, cause = ?std::error::Error::source(&e), "usage report failed");
+                    summary.failed_owners.push(owner.clone());
+                }
+            }
+        }
+        if summary.failed_owners.is_empty() {
+            Ok(summary)
+        } else {
+            Err(ReportError::Partial(summary))
+        }
+    }
+
+    async fn owner_day(
+        &self,
+        owner: &str,
+        directory_ids: &[String],
+        day: Day,
+        today: Day,
+        now: i64,
+    ) -> Result<(OwnerReport, u64), StoreError> {
+        let keys = all_keys(&self.store, owner).await?;
+        let mut ids: Vec<String> = directory_ids.to_vec();
+        ids.extend(keys.iter().map(|k| k.allowance_id.clone()));
+        let allowances = self.store.allowances(&ids).await?;
+        let from = day.plus(-report::lookback(&self.thresholds));
+        let in_window = |d: &KeyDay| Day::parse(&d.day).is_some_and(|x| from <= x && x <= day);
+        let mut live_days = Vec::new();
+        let mut finished: Vec<(String, Vec<KeyDay>, Vec<String>)> = Vec::new();
+        for (allowance_id, item) in &allowances {
+            let live = live_usage(item);
+            let mut done_days = Vec::new();
+            let mut done_attrs = Vec::new();
+            for d in live.key_days() {
+                if Day::parse(&d.day).is_some_and(|x| x < today) {
+                    done_days.push(d.clone());
+                }
+                if in_window(&d) {
+                    live_days.push(d);
+                }
+            }
+            for (d, names) in &live.attrs {
+                if Day::parse(d).is_some_and(|x| x < today) {
+                    done_attrs.extend(names.iter().cloned());
+                }
+            }
+            if !done_days.is_empty() {
+                finished.push((allowance_id.clone(), done_days, done_attrs));
+            }
+        }
+        let archived = self
+            .store
+            .owner_history(owner, &from.to_string(), &day.to_string())
+            .await?;
+        let usage = merge(live_days, archived);
+        let report = report::build(owner, day, &keys, &usage, &self.thresholds, now);
+        self.store.put_report(&report).await?;
+        let mut archived_days = 0;
+        for (allowance_id, days, attrs) in finished {
+            self.store.archive(owner, &days, now).await?;
+            self.store.clear_usage(&allowance_id, &attrs).await?;
+            archived_days += days.len() as u64;
+        }
+        Ok((report, archived_days))
+    }
+}

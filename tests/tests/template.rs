@@ -108,6 +108,44 @@ fn each_function_is_allowed_exactly_what_it_uses() {
             "sqs:SendMessage",
         ])
     );
+    // Usage routes: UsageStore reads (allowances in batches, history by
+    // owner and key) and KeyAdmin reads (a key by id, an owner's keys).
+    let reads = [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+    ];
+    assert_eq!(actions["UsageFunction"], set(&reads));
+    // The daily report adds writes of history, reports and the removal of
+    // archived counters.
+    let mut report = set(&reads);
+    report.extend(set(&[
+        "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:UpdateItem",
+    ]));
+    assert_eq!(actions["UsageReportFunction"], report);
+}
+
+#[test]
+fn the_report_job_writes_only_usage_partitions() {
+    let doc = template();
+    let statements =
+        list(&doc["Resources"]["UsageReportFunction"]["Properties"]["Policies"][0]["Statement"]);
+    let write = statements
+        .iter()
+        .find(|s| {
+            list(&s["Action"])
+                .iter()
+                .any(|a| text(a).as_deref() == Some("dynamodb:PutItem"))
+        })
+        .expect("a write statement");
+    let leading: BTreeSet<String> =
+        list(&write["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+            .iter()
+            .filter_map(text)
+            .collect();
+    assert_eq!(leading, set(&["UOWN#*", "RPT#*", "ALW#*"]));
 }
 
 #[test]

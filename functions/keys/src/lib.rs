@@ -41,13 +41,8 @@ fn caller(req: &Request) -> Option<Caller> {
     }
 }
 
-/// Serve one HTTP request.
-pub async fn handle<S, C, X>(service: &KeyService<S, C, X>, req: Request) -> Response<Body>
-where
-    S: KeyAdmin,
-    C: Clock,
-    X: SecretSink,
-{
+/// The router's view of a `lambda_http` request.
+pub fn api_request(req: &Request) -> ApiRequest<'_> {
     let query = req
         .query_string_parameters_ref()
         .map(|q| {
@@ -60,21 +55,34 @@ where
         .headers()
         .get(lambda_http::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let body: &[u8] = req.body().as_ref();
-    let api = ApiRequest {
+    ApiRequest {
         method: req.method().as_str(),
         path: req.uri().path(),
         query,
         content_type,
-        body,
-        caller: caller(&req),
-    };
-    let answer = route(service, api).await;
-    tracing::info!(method = %req.method(), path = req.uri().path(), status = answer.status, "management request");
+        body: req.body().as_ref(),
+        caller: caller(req),
+    }
+}
+
+/// An answer, never cached: some carry a key, none should sit in a cache.
+pub fn respond(status: u16, content_type: &str, body: String) -> Response<Body> {
     Response::builder()
-        .status(answer.status)
-        .header("content-type", "application/json")
+        .status(status)
+        .header("content-type", content_type)
         .header("cache-control", "no-store")
-        .body(Body::from(answer.body.to_string()))
+        .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::from("{}")))
+}
+
+/// Serve one HTTP request.
+pub async fn handle<S, C, X>(service: &KeyService<S, C, X>, req: Request) -> Response<Body>
+where
+    S: KeyAdmin,
+    C: Clock,
+    X: SecretSink,
+{
+    let answer = route(service, api_request(&req)).await;
+    tracing::info!(method = %req.method(), path = req.uri().path(), status = answer.status, "management request");
+    respond(answer.status, "application/json", answer.body.to_string())
 }

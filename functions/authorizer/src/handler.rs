@@ -175,6 +175,7 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
             ddb_requests = requests.map(i64::from).unwrap_or(-1),
             "decision"
         );
+        crate::metrics::record(allowed, reason, latency_us);
         Handled {
             response,
             allowed,

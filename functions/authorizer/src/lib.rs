@@ -2,12 +2,13 @@
 //!
 //! The decision itself lives in [`keygate::authorize`]; this crate only
 //! recognises and reads events ([`event`]), shapes answers ([`response`]),
-//! enforces the deadline and logs ([`handler`]), and reads its settings
-//! ([`config`]). `main.rs` wires them to the Lambda runtime.
+//! enforces the deadline and logs ([`handler`]), publishes metrics
+//! ([`metrics`]), and reads its settings ([`config`]). `main.rs` wires them to the Lambda runtime.
 
 pub mod config;
 pub mod event;
 pub mod handler;
+pub mod metrics;
 pub mod response;
 
 pub use config::Config;

@@ -10,7 +10,11 @@ Differs from `moto_server` in three ways that matter to us:
 - `TransactWriteItems` backs up only the items it touches, where moto deep-
   copies every touched table once per item of the transaction: with a few
   thousand items that made each transaction cost seconds and the emulator
-  grow to tens of GB. Semantics are unchanged (all or nothing).
+  grow to tens of GB. Semantics are unchanged (all or nothing);
+- `Query` reads only the partition it names (or, on an index, every item
+  unsorted): moto sorts the whole table on every Query page, which made a
+  month of usage history for 1,000 keys take many minutes to read. Results
+  are unchanged (moto sorts the matches itself).
 
 Usage: python emulator.py [--port-file FILE]
 """
@@ -80,6 +84,36 @@ def cheap_transactions() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def partition_queries() -> None:
+    """Let `Query` skip moto's sort of the whole table (moto 5.2)."""
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+
+    def query(self, hash_key, *args, **kwargs):
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name is None and self.range_key_attr and hash_key is not None:
+            partition = self.items.get(hash_key, {})
+            items = lambda: list(partition.values())  # noqa: E731
+        else:
+
+            def items():
+                out = []
+                for hash_set in self.items.values():
+                    out.extend(hash_set.values() if self.range_key_attr else [hash_set])
+                return out
+
+        # An instance attribute shadows the method for this call only
+        # (requests are serialised, see below).
+        self.all_items = items
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query
+
+
 def serialised(app):
     lock = threading.Lock()
 
@@ -97,6 +131,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     cheap_transactions()
+    partition_queries()
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server("127.0.0.1", args.port, serialised(app), threaded=True)
     with open(args.port_file, "w") as f:

@@ -49,3 +49,19 @@ impl Deployment {
         Ok(Self { table, format })
     }
 }
+
+/// A whole-number setting read through `get`: `default` when unset, an error
+/// naming the setting when it is not a number up to `max`.
+pub fn whole_number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+            ConfigError::new(name, format!("a whole number up to {max}, got {v:?}"))
+        }),
+    }
+}

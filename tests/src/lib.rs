@@ -93,3 +93,24 @@ pub async fn allowance_item(
         .item
         .expect("the allowance exists")
 }
+
+/// The authorizer's handler, in process over `store`: payload 2.0 with
+/// simple responses, and a generous deadline (the single-threaded emulator
+/// is shared by the whole suite; the deadline itself is tested elsewhere).
+pub fn v2_handler(
+    store: DynamoStore,
+    clock: keygate::clock::ManualClock,
+    format: keygate::key::KeyFormat,
+) -> authorizer::Handler<DynamoStore, keygate::clock::ManualClock> {
+    let authorizer = keygate::authorize::Authorizer::new(
+        store,
+        clock,
+        format,
+        keygate::authorize::AuthConfig::default(),
+    );
+    let settings = authorizer::Settings {
+        v2_response: authorizer::response::V2Response::Simple,
+        deadline: std::time::Duration::from_secs(30),
+    };
+    authorizer::Handler::new(authorizer, settings, "ak")
+}

@@ -2,11 +2,6 @@
 //! that count decisions by outcome and denials by reason. Its own test
 //! binary, because the metrics recorder is global to a process.
 
-use std::time::Duration;
-
-use authorizer::response::V2Response;
-use authorizer::{Handler, Settings};
-use keygate::authorize::{AuthConfig, Authorizer};
 use keygate::clock::{Clock, ManualClock};
 use keygate::issue::{mint, KeySpec};
 use keygate::key::{KeyEnv, KeyFormat};
@@ -14,7 +9,7 @@ use keygate::limits::{Limits, Period, Quota};
 use keygate::scope::Scope;
 use keygate::store::{AuditAction, KeyAdmin};
 use keygate_tests::events::{event, Payload};
-use keygate_tests::{fresh_store, logs};
+use keygate_tests::{fresh_store, logs, v2_handler};
 use serde_json::Value;
 
 #[tokio::test]
@@ -41,14 +36,7 @@ async fn decisions_are_published_as_embedded_metrics() {
         .create_key(&record, &keygate_tests::audit(&record, AuditAction::Issued))
         .await
         .unwrap();
-    let handler = Handler::new(
-        Authorizer::new(store, clock, format, AuthConfig::default()),
-        Settings {
-            v2_response: V2Response::Simple,
-            deadline: Duration::from_secs(30),
-        },
-        "ak",
-    );
+    let handler = v2_handler(store, clock, format);
     // 2 allowed, 1 over quota, 1 malformed.
     for ev in [
         event(Payload::HttpV2Simple, Some(key.expose())),

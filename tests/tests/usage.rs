@@ -3,11 +3,7 @@
 //! the decisions made, each anomaly flag is raised when it should be and
 //! not otherwise, and another owner's usage is invisible.
 
-use std::time::Duration;
-
-use authorizer::response::V2Response;
-use authorizer::{Handler, Settings};
-use keygate::authorize::{AuthConfig, Authorizer};
+use authorizer::Handler;
 use keygate::clock::{Clock, ManualClock};
 use keygate::issue::{mint, KeySpec};
 use keygate::key::{ApiKey, KeyEnv, KeyFormat};
@@ -21,7 +17,7 @@ use keygate::usage::report::{Flag, OwnerReport, Thresholds};
 use keygate::usage::service::UsageService;
 use keygate::usage::Day;
 use keygate_tests::events::{event, with_route, with_source_ip, Payload};
-use keygate_tests::{allowance_item, fresh_store, logs};
+use keygate_tests::{allowance_item, fresh_store, logs, v2_handler};
 use serde_json::{json, Value};
 
 /// 2026-11-29T12:00:00Z.
@@ -41,18 +37,8 @@ async fn rig(thresholds: Thresholds) -> Rig {
     let store = fresh_store().await;
     let clock = ManualClock::at(NOON);
     let format = KeyFormat::new("ak", KeyEnv::Test).unwrap();
-    let authorizer = Authorizer::new(
-        store.clone(),
-        clock.clone(),
-        format.clone(),
-        AuthConfig::default(),
-    );
-    let settings = Settings {
-        v2_response: V2Response::Simple,
-        deadline: Duration::from_secs(30),
-    };
     Rig {
-        handler: Handler::new(authorizer, settings, "ak"),
+        handler: v2_handler(store.clone(), clock.clone(), format.clone()),
         usage: UsageService::new(store.clone(), clock.clone(), thresholds),
         clock,
         store,

@@ -37,15 +37,8 @@ impl Config {
                 ))
             }
         };
-        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= max)
-                    .ok_or_else(|| bad(name, format!("a number up to {max}, got {v:?}"))),
-            }
+        let number = |name: &'static str, default: u64, max: u64| {
+            keygate::config::whole_number(&get, name, default, max)
         };
         let deadline_ms = number("KEYGATE_DEADLINE_MS", 1500, 10_000)?;
         let cache_ttl = number("KEYGATE_CACHE_TTL_SECONDS", 10, 300)?;

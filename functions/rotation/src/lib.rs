@@ -34,13 +34,8 @@ pub struct Settings {
 impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let deployment = Deployment::from_lookup(&get)?;
-        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                    ConfigError::new(name, format!("a number up to {max}, got {v:?}"))
-                }),
-            }
+        let number = |name: &'static str, default: u64, max: u64| {
+            keygate::config::whole_number(&get, name, default, max)
         };
         Ok(Self {
             deployment,

@@ -40,13 +40,8 @@ impl Settings {
                     }),
             }
         };
-        let count = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
-                    ConfigError::new(name, format!("a whole number up to {max}, got {v:?}"))
-                }),
-            }
+        let count = |name: &'static str, default: u64, max: u64| {
+            keygate::config::whole_number(&get, name, default, max)
         };
         Ok(Self {
             deployment,

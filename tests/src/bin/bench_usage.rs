@@ -7,11 +7,8 @@
 //!
 //!   bench-usage [keys]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use authorizer::response::V2Response;
-use authorizer::{Handler, Settings};
-use keygate::authorize::{AuthConfig, Authorizer};
 use keygate::clock::{Clock, ManualClock};
 use keygate::issue::{mint, KeySpec};
 use keygate::key::{KeyEnv, KeyFormat};
@@ -23,7 +20,7 @@ use keygate::usage::service::{Range, UsageService};
 use keygate::usage::{Day, DayUsage, KeyDay};
 use keygate_tests::counting::counted;
 use keygate_tests::events::{event, Payload};
-use keygate_tests::{audit, fresh_store};
+use keygate_tests::{audit, fresh_store, v2_handler};
 use serde_json::json;
 
 /// 2026-11-29T12:00:00Z.
@@ -82,19 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     store.archive("bench", &history, NOON).await?;
     // Today's counters, live on the allowances, written by the authorizer.
-    let handler = Handler::new(
-        Authorizer::new(
-            store.clone(),
-            clock.clone(),
-            format.clone(),
-            AuthConfig::default(),
-        ),
-        Settings {
-            v2_response: V2Response::Simple,
-            deadline: Duration::from_secs(30),
-        },
-        "ak",
-    );
+    let handler = v2_handler(store.clone(), clock.clone(), format.clone());
     for (key, _) in &issued {
         let handled = handler
             .handle(event(Payload::HttpV2Simple, Some(key.expose())), "bench")

@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..keys {
         let spec = KeySpec::new(
             "bench",
-            &format!("key {i}"),
+            format!("key {i}"),
             vec![Scope::parse("GET /orders/*")?],
         );
         let (key, record) = mint(&format, spec, NOON - 40 * 86_400);

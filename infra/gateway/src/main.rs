@@ -35,7 +35,7 @@ struct Args {
     /// Write the port here once serving (for scripts and tests).
     #[arg(long)]
     port_file: Option<PathBuf>,
-    /// Print the functions the API invokes, one per line, and exit.
+    /// Print every function of the template (binary names), one per line, and exit.
     #[arg(long)]
     list_functions: bool,
 }
@@ -51,13 +51,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.template)
         .map_err(|e| format!("{}: {e}", args.template.display()))?;
-    let api = ApiSpec::from_template(&text, args.api.as_deref())?;
     if args.list_functions {
-        for f in api.functions() {
+        for f in gateway::template::all_functions(&text)? {
             println!("{f}");
         }
         return Ok(());
     }
+    let api = ApiSpec::from_template(&text, args.api.as_deref())?;
     let invoker = Invoker::new(&args.lambda, Duration::from_secs(args.timeout));
     let gateway = Arc::new(Gateway::new(api, invoker));
     if let Some(secs) = args.warm {

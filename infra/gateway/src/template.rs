@@ -187,6 +187,21 @@ impl ApiSpec {
     }
 }
 
+/// Every function of the template (its binary), in template order: the API's
+/// and the others (a scheduled one, say), so all can run locally.
+pub fn all_functions(text: &str) -> Result<Vec<String>, TemplateError> {
+    let doc: Value = serde_norway::from_str(text)?;
+    let resources = doc
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .ok_or(TemplateError::NoResources)?;
+    Ok(resources
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function"))
+        .map(|(k, r)| binary(k.as_str().unwrap_or_default(), r))
+        .collect())
+}
+
 fn authorizer(
     name: &str,
     spec: &Value,
@@ -374,6 +389,10 @@ Resources:
         assert_eq!(r[1].authorizer, None);
         assert_eq!(r[2].function, "ProxyFn");
         assert_eq!(api.functions(), ["authorizer", "items", "ProxyFn"]);
+        assert_eq!(
+            all_functions(TEMPLATE).unwrap(),
+            ["authorizer", "items", "ProxyFn"]
+        );
     }
 
     #[test]
@@ -396,6 +415,9 @@ Resources:
                 "{expected} missing from {keys:?}"
             );
         }
+        assert!(all_functions(text)
+            .unwrap()
+            .contains(&"rotation".to_owned()));
         // Every route is behind the authorizer.
         assert!(api
             .routes

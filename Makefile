@@ -6,6 +6,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 EMU := infra/local/with-emulator
+STACK := infra/local/stack
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
@@ -33,11 +34,14 @@ iac: tools ## Validate template.yaml offline (SAM lint, cfn-lint)
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml
 
-test: tools iac ## Run every test; starts and stops its own emulator
+test: dev-tools iac ## Run every test; starts and stops its own emulator and local API
 	rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
 	cargo build --workspace --bins --locked
 	KEYGATE_TEST_LOGS=$(TEST_LOGS) $(EMU) cargo test --workspace --all-targets --locked 2>&1 \
 	  | tee $(TEST_LOGS)/cargo-test.out
+	# The API over HTTP: end-to-end tests and schemathesis through the gateway.
+	KEYGATE_TEST_LOGS=$(TEST_LOGS) KEYGATE_STACK_LOGS=$(TEST_LOGS) $(EMU) $(STACK) infra/local/api-tests 2>&1 \
+	  | tee -a $(TEST_LOGS)/cargo-test.out
 	KEYGATE_TEST_LOGS=$(TEST_LOGS) cargo run --quiet --locked -p keygate-tests --bin check-logs
 	@awk '/^test result:/ {p+=$$4; f+=$$6; i+=$$8} END {printf "test result: %s. %d passed; %d failed; %d ignored; 0 measured; 0 filtered out (whole suite)\n", (f ? "FAILED" : "ok"), p, f, i; exit (f > 0)}' $(TEST_LOGS)/cargo-test.out
 
@@ -51,9 +55,13 @@ lint: ## cargo fmt check and clippy with warnings denied
 fmt: ## Format the code
 	cargo fmt --all
 
-dev: tools ## Run the system locally (emulator + table) until Ctrl-C
-	cargo build --locked -p keyctl
-	$(EMU) infra/local/dev
+DEV_PORT ?= 3000
+
+dev: dev-tools ## Run the API locally on 127.0.0.1:3000 (DEV_PORT=n to change) until Ctrl-C
+	cargo build --workspace --bins --locked
+	mkdir -p .dev/logs
+	KEYGATE_TABLE=keygate-local KEYGATE_GATEWAY_PORT=$(DEV_PORT) KEYGATE_ADMIN_KEY_FILE=.dev/admin-key \
+	  KEYGATE_STACK_LOGS=.dev/logs $(EMU) $(STACK) infra/local/dev
 
 BENCH_SECONDS ?= 10
 BENCH_CONCURRENCY ?= 8

@@ -8,6 +8,7 @@
 
 pub mod counting;
 pub mod events;
+pub mod http;
 pub mod instant;
 pub mod logs;
 pub mod openapi;

@@ -30,7 +30,7 @@ pub const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub owner: Option<String>,
     pub name: String,
     pub scopes: Vec<String>,
@@ -38,9 +38,9 @@ pub struct IssueRequest {
     pub limits: Limits,
     #[serde(default)]
     pub allowed_cidrs: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub expires_at: Option<Timestamp>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub rotation_days: Option<u32>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -52,12 +52,19 @@ pub struct IssueRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRequest {
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub limits: Option<Limits>,
+    #[serde(default, deserialize_with = "present")]
     pub allowed_cidrs: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub expires_at: Option<Timestamp>,
+    #[serde(default, deserialize_with = "present")]
     pub rotation_days: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
@@ -65,9 +72,21 @@ pub struct UpdateRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
+    #[serde(default, deserialize_with = "present")]
     pub grace_seconds: Option<u64>,
     #[serde(default)]
     pub deliver_to_secret: bool,
+}
+
+/// An optional field that, when present, must hold a value: `null` is a
+/// wrong type (400 `invalid_type`), never a silent "absent" (in a PATCH it
+/// could be mistaken for "clear this field").
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// Parse a JSON body strictly; an empty body reads as `{}`.
@@ -80,7 +99,14 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManageError> {
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ManageError::Invalid {
+            code: "invalid_json",
+            message: "request body is not valid JSON".into(),
+            field: None,
+        })?;
+    integral_numbers(&mut value);
+    T::deserialize(value).map_err(|e| {
         let msg = e.to_string();
         let quoted = msg.split('`').nth(1).map(str::to_owned);
         use serde_json::error::Category;
@@ -107,6 +133,27 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManageError> {
             },
         }
     })
+}
+
+/// JSON has one number type: `170.0` is the integer 170 (JSON Schema's
+/// `integer` says so too), so integral numbers written with a fraction or an
+/// exponent are read as integers before typed deserialisation.
+fn integral_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) {
+                if f >= 0.0 && f < u64::MAX as f64 {
+                    *value = Value::from(f as u64);
+                } else if f < 0.0 && f >= i64::MIN as f64 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 pub fn validate_owner(owner: &str) -> Result<(), ManageError> {
@@ -279,6 +326,44 @@ pub fn validate_grace(grace: Option<u64>) -> Result<u64, ManageError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn integral_numbers_with_a_fraction_are_integers() {
+        let r: RotateRequest = parse_body(br#"{"grace_seconds": 170.0}"#).unwrap();
+        assert_eq!(r.grace_seconds, Some(170));
+        let r: RotateRequest = parse_body(br#"{"grace_seconds": 1.7e2}"#).unwrap();
+        assert_eq!(r.grace_seconds, Some(170));
+        for bad in [
+            &br#"{"grace_seconds": 170.5}"#[..],
+            br#"{"grace_seconds": -1.0}"#,
+            br#"{"grace_seconds": 1e300}"#,
+        ] {
+            let e = parse_body::<RotateRequest>(bad).unwrap_err();
+            assert_eq!(e.body()["error"]["code"], "invalid_type", "{e:?}");
+        }
+        let e = parse_body::<RotateRequest>(b"{").unwrap_err();
+        assert_eq!(e.body()["error"]["code"], "invalid_json");
+    }
+
+    #[test]
+    fn optional_fields_are_absent_or_a_value_never_null() {
+        let r: IssueRequest = parse_body(br#"{"name": "n", "scopes": ["admin"]}"#).unwrap();
+        assert_eq!((r.owner, r.expires_at, r.rotation_days), (None, None, None));
+        for body in [
+            &br#"{"name": "n", "scopes": ["admin"], "expires_at": null}"#[..],
+            br#"{"name": "n", "scopes": ["admin"], "owner": null}"#,
+            br#"{"name": "n", "scopes": ["admin"], "rotation_days": null}"#,
+        ] {
+            let e = parse_body::<IssueRequest>(body).unwrap_err();
+            assert_eq!(e.body()["error"]["code"], "invalid_type", "{e:?}");
+        }
+        let e = parse_body::<UpdateRequest>(br#"{"expires_at": null}"#).unwrap_err();
+        assert_eq!(e.body()["error"]["code"], "invalid_type");
+        let u: UpdateRequest = parse_body(br#"{"name": "m"}"#).unwrap();
+        assert_eq!((u.name.as_deref(), u.expires_at), (Some("m"), None));
+        let e = parse_body::<RotateRequest>(br#"{"grace_seconds": null}"#).unwrap_err();
+        assert_eq!(e.body()["error"]["code"], "invalid_type");
+    }
+
     use super::*;
 
     #[test]

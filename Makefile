@@ -68,7 +68,7 @@ dev: tools ## Run the system locally (emulator + table) until Ctrl-C
 BENCH_SECONDS ?= 10
 BENCH_CONCURRENCY ?= 8
 
-bench: tools ## Measure and write BENCHMARKS.md (release builds; takes minutes)
+bench: tools build ## Measure and write BENCHMARKS.md (release builds; takes minutes)
 	cargo bench --locked -p keygate-tests --bench decision -- --noplot
 	cargo build --release --locked -p keygate-tests --bin bench-load
 	mkdir -p target/bench
@@ -76,8 +76,17 @@ bench: tools ## Measure and write BENCHMARKS.md (release builds; takes minutes)
 	$(PY) infra/bench/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md
 
-build: dev-tools ## sam build: arm64 Lambda artifacts through cargo-lambda
+# sam build runs `cargo lambda build --release --arm64 --bin <Binary>` once per
+# function, in the source tree, sharing target/: dependencies compile once, but
+# each function's fat-LTO link (one thread) would wait for the previous one.
+# One cargo run of the same command for every Binary the template names links
+# them side by side on all cores; sam build's own runs then find them fresh.
+LAMBDA_BINS := $(shell awk '$$1 == "Binary:" {print $$2}' template.yaml)
+
+build: dev-tools ## sam build: arm64 Lambda artifacts through cargo-lambda; checks and sizes them
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(LAMBDA_BINS))
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build --template template.yaml
+	$(PY) infra/bench/sizes.py target/bench/sizes.json
 
 clean-local: ## Remove local state (.local, .dev)
 	rm -rf .local .dev

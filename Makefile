@@ -28,11 +28,21 @@ $(VENV)/.dev-tools: $(VENV)/.test-tools infra/requirements-dev.txt
 
 dev-tools: $(VENV)/.dev-tools ## Install cargo-lambda, zig and the SAM CLI into the virtualenv
 
+SCAN_VENV := $(VENV)/scan
+
+$(SCAN_VENV)/.installed: infra/requirements-scan.txt | $(VENV)/.test-tools
+	python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-scan.txt
+	touch $@
+
 TEST_LOGS := $(CURDIR)/.local/test-logs
 
-iac: tools ## Validate template.yaml offline (SAM lint, cfn-lint)
+# checkov fails on any finding not suppressed in template.yaml (each
+# suppression is a resource's Metadata.checkov.skip entry with its reason).
+iac: tools $(SCAN_VENV)/.installed ## Check template.yaml offline (SAM lint, cfn-lint, checkov security scan)
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --template template.yaml
+	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
 test: dev-tools iac ## Run every test; starts and stops its own emulator and local API
 	rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
@@ -66,7 +76,7 @@ dev: dev-tools ## Run the API locally on 127.0.0.1:3000 (DEV_PORT=n to change) u
 BENCH_SECONDS ?= 10
 BENCH_CONCURRENCY ?= 8
 
-bench: tools ## Measure and write BENCHMARKS.md (release builds; takes minutes)
+bench: tools build ## Measure and write BENCHMARKS.md (release builds; takes minutes)
 	cargo bench --locked -p keygate-tests --bench decision -- --noplot
 	cargo build --release --locked -p keygate-tests --bin bench-load
 	mkdir -p target/bench
@@ -74,8 +84,17 @@ bench: tools ## Measure and write BENCHMARKS.md (release builds; takes minutes)
 	$(PY) infra/bench/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md
 
-build: dev-tools ## sam build: arm64 Lambda artifacts through cargo-lambda
+# sam build runs `cargo lambda build --release --arm64 --bin <Binary>` once per
+# function, in the source tree, sharing target/: dependencies compile once, but
+# each function's fat-LTO link (one thread) would wait for the previous one.
+# One cargo run of the same command for every Binary the template names links
+# them side by side on all cores; sam build's own runs then find them fresh.
+LAMBDA_BINS := $(shell awk '$$1 == "Binary:" {print $$2}' template.yaml)
+
+build: dev-tools ## sam build: arm64 Lambda artifacts through cargo-lambda; checks and sizes them
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(LAMBDA_BINS))
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build --template template.yaml
+	$(PY) infra/bench/sizes.py target/bench/sizes.json
 
 clean-local: ## Remove local state (.local, .dev)
 	rm -rf .local .dev

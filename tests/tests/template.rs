@@ -171,3 +171,100 @@ fn every_function_has_a_log_group_with_retention() {
         assert!(!group.1["Properties"]["RetentionInDays"].is_null());
     }
 }
+
+/// The logical id a `!Ref` names, if `v` is one.
+fn reference(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) if t.tag == "Ref" => t.value.as_str(),
+        _ => None,
+    }
+}
+
+/// `!If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]`: notify
+/// the topic when one is given, and have no actions otherwise.
+fn notifies_the_topic_if_given(v: &Value) -> bool {
+    let Value::Tagged(t) = v else { return false };
+    let Some(args) = t.value.as_sequence() else {
+        return false;
+    };
+    t.tag == "If"
+        && args.len() == 3
+        && args[0].as_str() == Some("HasAlarmTopic")
+        && args[1]
+            .as_sequence()
+            .is_some_and(|s| s.len() == 1 && reference(&s[0]) == Some("AlarmTopicArn"))
+        && reference(&args[2]) == Some("AWS::NoValue")
+}
+
+#[test]
+fn authorizer_failures_and_table_throttling_raise_alarms() {
+    let doc = template();
+    let resources = doc["Resources"].as_mapping().unwrap();
+    let alarms: Vec<&Value> = resources
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .map(|r| &r["Properties"])
+        .collect();
+    let (lambda, dynamodb) = ("AWS/Lambda", "AWS/DynamoDB");
+    let authorizer = ("FunctionName", "AuthorizerFunction");
+    let table = ("TableName", "KeysTable");
+    let expected = [
+        (lambda, "Errors", authorizer),
+        (lambda, "Throttles", authorizer),
+        (dynamodb, "WriteThrottleEvents", table),
+        (dynamodb, "ReadThrottleEvents", table),
+    ];
+    for (namespace, metric, (dimension, target)) in expected {
+        let alarm = alarms
+            .iter()
+            .find(|a| {
+                a["Namespace"].as_str() == Some(namespace)
+                    && a["MetricName"].as_str() == Some(metric)
+            })
+            .unwrap_or_else(|| panic!("no alarm on {namespace} {metric}"));
+        // Exactly one dimension, naming our own function or table: an alarm
+        // without it would watch the whole account's metric.
+        let dimensions = alarm["Dimensions"].as_sequence().unwrap();
+        assert_eq!(dimensions.len(), 1, "{metric}: {dimensions:?}");
+        assert_eq!(dimensions[0]["Name"].as_str(), Some(dimension));
+        assert_eq!(reference(&dimensions[0]["Value"]), Some(target), "{metric}");
+        assert!(
+            resources.contains_key(target),
+            "{target} is not in the template"
+        );
+        // Any single failure or throttle in a period fires it.
+        assert_eq!(alarm["Statistic"].as_str(), Some("Sum"));
+        assert_eq!(alarm["Threshold"].as_u64(), Some(1));
+        assert_eq!(
+            alarm["ComparisonOperator"].as_str(),
+            Some("GreaterThanOrEqualToThreshold")
+        );
+        assert_eq!(alarm["TreatMissingData"].as_str(), Some("notBreaching"));
+        for actions in ["AlarmActions", "OKActions"] {
+            assert!(
+                notifies_the_topic_if_given(&alarm[actions]),
+                "{metric} {actions}: {:?}",
+                alarm[actions]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_alarm_topic_is_optional() {
+    let doc = template();
+    let parameter = &doc["Parameters"]["AlarmTopicArn"];
+    assert_eq!(parameter["Default"].as_str(), Some(""));
+    // HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, ""]]
+    let Value::Tagged(not) = &doc["Conditions"]["HasAlarmTopic"] else {
+        panic!("HasAlarmTopic is not a condition function")
+    };
+    assert!(not.tag == "Not");
+    let Value::Tagged(equals) = &not.value.as_sequence().unwrap()[0] else {
+        panic!("HasAlarmTopic does not compare the parameter")
+    };
+    assert!(equals.tag == "Equals");
+    let args = equals.value.as_sequence().unwrap();
+    assert_eq!(reference(&args[0]), Some("AlarmTopicArn"));
+    assert_eq!(args[1].as_str(), Some(""));
+}

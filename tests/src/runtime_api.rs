@@ -106,9 +106,7 @@ impl RuntimeApi {
         let shared = state.clone();
         let make = make_service_fn(move |_conn| {
             let state = shared.clone();
-            async move {
-                Ok::<_, Infallible>(service_fn(move |req| serve(state.clone(), req)))
-            }
+            async move { Ok::<_, Infallible>(service_fn(move |req| serve(state.clone(), req))) }
         });
         let server = hyper::Server::from_tcp(listener)
             .map_err(std::io::Error::other)?

@@ -174,6 +174,7 @@ async fn cold_starts(
     check: impl Fn(&Outcome) -> Result<()>,
 ) -> Result<Value> {
     let log = env.log_dir.join(format!("{}-cold.log", f.name));
+    let _ = fs::remove_file(&log);
     let (mut poll, mut first, mut invocation, mut hwm) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
         let api = RuntimeApi::start(&arn(&f.name))?;
@@ -347,7 +348,9 @@ impl Bench {
             let (ev, expect) = authorizer_event(&key, i);
             let outcome = running.call(&ev).await?;
             if decided_allow(&outcome)? != expect {
-                return Err(format!("decision {i}: expected allow={expect}: {}", outcome.body).into());
+                return Err(
+                    format!("decision {i}: expected allow={expect}: {}", outcome.body).into(),
+                );
             }
             if expect {
                 allowed.push(outcome.duration());
@@ -379,7 +382,13 @@ impl Bench {
             .issue(json!({"owner": "operator", "name": "bench-admin", "scopes": ["admin"]}))
             .await?;
         let ctx = json!({"keyId": admin_id, "owner": "operator", "scopes": "admin"});
-        let list = management("GET", "/v1/keys", &[("owner", "acme"), ("limit", "20")], None, &ctx);
+        let list = management(
+            "GET",
+            "/v1/keys",
+            &[("owner", "acme"), ("limit", "20")],
+            None,
+            &ctx,
+        );
         let cold = cold_starts(&self.env, f, self.runs, &list, expect_ok).await?;
 
         let log = self.env.log_dir.join("keys-load.log");
@@ -410,7 +419,9 @@ impl Bench {
             let path = format!("/v1/keys/{id}");
             call(
                 &mut times,
-                running.call(&management("GET", &path, &[], None, &ctx)).await?,
+                running
+                    .call(&management("GET", &path, &[], None, &ctx))
+                    .await?,
             )?;
             let rename = json!({"name": format!("svc-{i}-renamed")});
             call(
@@ -423,7 +434,13 @@ impl Bench {
             call(
                 &mut times,
                 running
-                    .call(&management("GET", &format!("{path}/events"), &[], None, &ctx))
+                    .call(&management(
+                        "GET",
+                        &format!("{path}/events"),
+                        &[],
+                        None,
+                        &ctx,
+                    ))
                     .await?,
             )?;
             let (action, body) = if i % 2 == 0 {
@@ -477,7 +494,11 @@ impl Bench {
             prefix: &self.env.secret_prefix,
         };
         for n in 0..due_keys {
-            let spec = KeySpec::new("acme", format!("svc-{n}"), vec![Scope::parse("GET /orders/*")?]);
+            let spec = KeySpec::new(
+                "acme",
+                format!("svc-{n}"),
+                vec![Scope::parse("GET /orders/*")?],
+            );
             let (key, record) = mint(&self.format, spec, created);
             keygate_tests::logs::remember(&key);
             let event = audit(&record, AuditAction::Issued);
@@ -533,7 +554,10 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> T {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let bin_dir = PathBuf::from(args.get(1).ok_or("usage: bench-functions BIN_DIR [RUNS] [DECISIONS] [REQUESTS] [ROTATION_KEYS]")?);
+    let bin_dir =
+        PathBuf::from(args.get(1).ok_or(
+            "usage: bench-functions BIN_DIR [RUNS] [DECISIONS] [REQUESTS] [ROTATION_KEYS]",
+        )?);
     let runs: usize = arg(&args, 2, 20);
     let decisions: usize = arg(&args, 3, 2000);
     let requests: usize = arg(&args, 4, 300);
@@ -639,7 +663,10 @@ async fn main() -> Result<()> {
         "{}",
         json!({
             "runs": runs,
-            "binaries": "native release builds for this machine (the release profile of the workspace)",
+            "binaries": format!(
+                "native {} release builds, the workspace's release profile",
+                std::env::consts::ARCH
+            ),
             "command": format!(
                 "infra/local/with-emulator target/release/bench-functions target/release {runs} {decisions} {requests} {rotation_keys}"
             ),

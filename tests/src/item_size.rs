@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(number_size("123"), 3);
         assert_eq!(number_size("1000000"), 2);
         assert_eq!(number_size("-0012.5000"), 3);
-        assert_eq!(number_size("1795942800"), 6);
+        assert_eq!(number_size("1795942800"), 5);
     }
 
     #[test]

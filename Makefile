@@ -76,11 +76,24 @@ dev: dev-tools ## Run the API locally on 127.0.0.1:3000 (DEV_PORT=n to change) u
 BENCH_SECONDS ?= 10
 BENCH_CONCURRENCY ?= 8
 
+# Function runs through the stand-in Lambda Runtime API (bench-functions):
+# cold starts per function, authorizer decisions, management requests, due keys.
+FUNCTIONS := $(notdir $(wildcard functions/*))
+BENCH_RUNS ?= 20
+BENCH_DECISIONS ?= 2000
+BENCH_REQUESTS ?= 300
+BENCH_ROTATION_KEYS ?= 200
+# Usage report benchmark: one owner with this many keys and 30 days of usage.
+BENCH_USAGE_KEYS ?= 1000
+
 bench: tools build ## Measure and write BENCHMARKS.md (release builds; takes minutes)
+	cargo build --release --locked -p keygate-tests $(addprefix -p ,$(FUNCTIONS)) --bins
 	cargo bench --locked -p keygate-tests --bench decision -- --noplot
-	cargo build --release --locked -p keygate-tests --bin bench-load
 	mkdir -p target/bench
 	$(EMU) target/release/bench-load $(BENCH_SECONDS) $(BENCH_CONCURRENCY) > target/bench/load.json
+	$(EMU) target/release/bench-functions target/release $(BENCH_RUNS) $(BENCH_DECISIONS) \
+	  $(BENCH_REQUESTS) $(BENCH_ROTATION_KEYS) > target/bench/functions.json
+	$(EMU) target/release/bench-usage $(BENCH_USAGE_KEYS) > target/bench/usage.json
 	$(PY) infra/bench/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md
 

@@ -1,13 +1,17 @@
 """Write BENCHMARKS.md from the figures `make bench` just measured.
 
-Reads criterion's estimates (target/criterion) and the load run's JSON
-(target/bench/load.json); prints Markdown on stdout.
+Reads criterion's estimates (target/criterion), the load run's JSON
+(target/bench/load.json) and the function runs' JSON (target/bench/functions.json,
+from `bench-functions`); prints Markdown on stdout. Each section is one function
+called once from `main`.
 """
 
 import datetime
 import json
 import os
+import math
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +66,259 @@ def package_sizes() -> list[str]:
     return out
 
 
+# Prices used for the cost figures (us-east-1, on demand, at the time of writing).
+LAMBDA_ARM64_GB_SECOND = 0.0000133334
+LAMBDA_PER_MILLION_REQUESTS = 0.20
+LAMBDA_MEMORY_MB = 128
+DYNAMODB_PER_MILLION_WRU = 0.625
+HTTP_API_PER_MILLION = 1.00  # first 300 million requests a month
+REST_API_PER_MILLION = 3.50  # first 333 million requests a month (usage plans are REST-only)
+
+COLD_START_TARGET_MS = {"authorizer": 25.0}
+PEAK_MEMORY_TARGET_MB = {"authorizer": 20.0}
+
+
+def percentile(samples: list, p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def spread(samples: list) -> str:
+    """median / p90 / min of millisecond samples."""
+    return (f"{statistics.median(samples):.1f} / {percentile(samples, 90):.1f} / "
+            f"{min(samples):.1f} ms")
+
+
+def megabytes(kib: int) -> float:
+    return kib * 1024 / 1e6
+
+
+def load_functions() -> dict:
+    return json.loads((ROOT / "target" / "bench" / "functions.json").read_text())
+
+
+def cold_start_section(fx: dict) -> list:
+    out = ["## Cold start of each function\n"]
+    out.append(
+        f"Each function's binary ({fx['binaries']}; Lambda runs arm64 builds, which cannot run "
+        f"on this machine) started {fx['runs']} times as a fresh process with the environment Lambda "
+        "sets (`AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128`, "
+        "`AWS_LAMBDA_FUNCTION_VERSION`, log group and stream, `AWS_REGION`, credentials, the "
+        "template's settings), against a stand-in for the Lambda Runtime API "
+        "(`AWS_LAMBDA_RUNTIME_API` on a loopback port: `/next` hands out one event with the "
+        "request id, deadline, function ARN and trace id headers; `/response`, `/error` and "
+        "`/init/error` are recorded) and the local emulator over HTTP. Timed from process spawn "
+        "to its first `/next` poll (initialisation: runtime, logging, settings, SDK clients) and "
+        "to its first answer (initialisation plus the first invocation, with its DynamoDB round "
+        "trips to the emulator). Figures are median / p90 / min.\n"
+    )
+    out.append(f"Command: `{fx['command']}`\n")
+    out.append("| function | first event | spawn to first poll | spawn to first answer | first invocation | target |")
+    out.append("|---|---|---|---|---|---|")
+    for name, f in fx["functions"].items():
+        cold = f["cold"]
+        target = COLD_START_TARGET_MS.get(name)
+        verdict = ""
+        if target is not None:
+            median = statistics.median(cold["to_first_response_ms"])
+            verdict = f"under {target:.0f} ms to first answer: {'met' if median < target else 'MISSED'}"
+        out.append(
+            f"| {name} | {f['cold_event']} | {spread(cold['init_to_first_poll_ms'])} | "
+            f"{spread(cold['to_first_response_ms'])} | {spread(cold['first_invocation_ms'])} | {verdict} |"
+        )
+    out.append("")
+    return out
+
+
+def memory_section(fx: dict) -> list:
+    out = ["## Peak memory per function under load\n"]
+    out.append(
+        "One process per function serving many events through the same stand-in Runtime API, "
+        "then its peak resident set (`VmHWM` from `/proc/<pid>/status`) and its resident set at "
+        "the end. MB are 10^6 bytes. Same command as the cold starts.\n"
+    )
+    out.append("| function | load | peak RSS | RSS at the end | peak RSS after one cold invocation (median) | target |")
+    out.append("|---|---|---|---|---|---|")
+    for name, f in fx["functions"].items():
+        load = f["load"]
+        target = PEAK_MEMORY_TARGET_MB.get(name)
+        verdict = ""
+        if target is not None:
+            met = megabytes(load["hwm_kb"]) < target
+            verdict = f"under {target:.0f} MB: {'met' if met else 'MISSED'}"
+        cold_hwm = statistics.median(f["cold"]["hwm_after_first_kb"])
+        out.append(
+            f"| {name} | {load['description']} | {megabytes(load['hwm_kb']):.1f} MB | "
+            f"{megabytes(load['rss_kb']):.1f} MB | {megabytes(cold_hwm):.1f} MB | {verdict} |"
+        )
+    out.append("")
+    return out
+
+
+def invocation_section(fx: dict) -> list:
+    out = ["## Warm invocation durations\n"]
+    out.append(
+        "From the load runs above: each invocation timed by the stand-in Runtime API from the "
+        "event handed out by `/next` to the answer received (what Lambda bills as duration), "
+        "including the function's DynamoDB and Secrets Manager requests to the local emulator.\n"
+    )
+    out.append("| function | invocations | median | p90 | p99 | mean billed (rounded up to 1 ms each) |")
+    out.append("|---|---|---|---|---|---|")
+    for name, f in fx["functions"].items():
+        load = f["load"]
+        groups = [(k, load[k]) for k in ("allowed", "denied", "all") if k in load]
+        for label, d in groups:
+            s = d["samples_ms"]
+            out.append(
+                f"| {name} ({label}) | {d['count']} | {statistics.median(s):.2f} ms | "
+                f"{percentile(s, 90):.2f} ms | {percentile(s, 99):.2f} ms | {d['billed_ms_mean']:.2f} ms |"
+            )
+        if "sweep_ms" in load:
+            out.append(f"| {name} (one sweep) | 1 | {load['sweep_ms']:.0f} ms | | | |")
+    out.append("")
+    return out
+
+
+def cost_section(fx: dict) -> list:
+    auth = fx["functions"]["authorizer"]
+    allowed = auth["load"]["allowed"]
+    alw = auth["allowance"]
+    billed_ms = allowed["billed_ms_mean"]
+    gb_seconds = billed_ms / 1000 * LAMBDA_MEMORY_MB / 1024
+    lambda_compute = gb_seconds * LAMBDA_ARM64_GB_SECOND * 1e6
+    lambda_total = lambda_compute + LAMBDA_PER_MILLION_REQUESTS
+    ddb_day_one = alw["write_units_day_one"] * DYNAMODB_PER_MILLION_WRU
+    ddb_steady = alw["write_units_steady"] * DYNAMODB_PER_MILLION_WRU
+    logged = auth["load"]["logged_decisions"]
+    requests = auth["load"]["ddb_requests"] / logged if logged else float("nan")
+    out = ["## Cost per million authorizations\n"]
+    out.append(
+        f"Prices (us-east-1, on demand): Lambda arm64 ${LAMBDA_ARM64_GB_SECOND:.10f} per GB-second and "
+        f"${LAMBDA_PER_MILLION_REQUESTS:.2f} per million requests, at {LAMBDA_MEMORY_MB} MB, billed "
+        f"per 1 ms; DynamoDB on-demand ${DYNAMODB_PER_MILLION_WRU} per million write request units "
+        f"(WRU); API Gateway HTTP API ${HTTP_API_PER_MILLION:.2f} per million requests (first "
+        f"300 million a month), REST API ${REST_API_PER_MILLION:.2f} per million (first 333 million).\n"
+    )
+    out.append(
+        f"Duration: the mean billed duration of the {allowed['count']} allowed decisions of the "
+        f"authorizer's load run above ({billed_ms:.2f} ms, each rounded up to the millisecond), "
+        "measured outside the function from event handed out to answer received: event parsing, "
+        "the decision (key checks, the key record from the container's cache or one `GetItem`, "
+        "the conditional `UpdateItem`), the JSON log line and the answer. The DynamoDB round trip "
+        "here is to the local emulator (moto, in Python, on loopback) on this machine's x86_64 "
+        "cores; the in-process work is microseconds (see the decision time above), so the billed "
+        "duration on Lambda is set by DynamoDB's latency from the function, not by the CPU.\n"
+    )
+    out.append(
+        f"Write units: each allowed decision is one conditional `UpdateItem` on the key's "
+        f"allowance item (measured: {requests:.3f} DynamoDB requests per decision, from the "
+        "function's own decision log lines, the key record read at most once per 10 s per "
+        "container included). An `UpdateItem` consumes 1 WRU per started KB of the larger of the "
+        "item before and after the write, so its cost is set by the item's size. The allowance "
+        "item holds the day's usage counters of each key spending from it; it was read back "
+        "after the load run and sized by DynamoDB's item size rules: "
+        f"{alw['item_bytes']} bytes after this one day ({alw['usage_attributes_per_day']} usage "
+        f"counters, {alw['usage_bytes_per_day']} bytes). The daily usage report (00:15 UTC) "
+        "archives finished days and removes them from the item, so it holds today's counters "
+        "and, until the report runs, yesterday's: a key used this way every day carries at most "
+        f"{alw['retained_days']} such days: {alw['steady_item_bytes']} bytes "
+        f"({alw['other_bytes']} bytes of limits and counters plus {alw['retained_days']} x "
+        f"{alw['usage_bytes_per_day']}). During a rotation's grace period the old key and its "
+        "successor count on the same item, up to twice that.\n"
+    )
+    out.append("| per million authorizations | first day of a key | steady state (today and yesterday as busy) |")
+    out.append("|---|---|---|")
+    out.append(f"| Lambda requests | ${LAMBDA_PER_MILLION_REQUESTS:.2f} | ${LAMBDA_PER_MILLION_REQUESTS:.2f} |")
+    out.append(
+        f"| Lambda duration ({billed_ms:.2f} ms x {LAMBDA_MEMORY_MB} MB = {gb_seconds * 1e6:.0f} GB-s per million) | "
+        f"${lambda_compute:.3f} | ${lambda_compute:.3f} |"
+    )
+    out.append(
+        f"| DynamoDB writes ({alw['write_units_day_one']} / {alw['write_units_steady']} WRU per decision) | "
+        f"${ddb_day_one:.2f} | ${ddb_steady:.2f} |"
+    )
+    out.append(
+        f"| **keygate total** | **${lambda_total + ddb_day_one:.2f}** | **${lambda_total + ddb_steady:.2f}** |"
+    )
+    out.append(
+        f"| API Gateway HTTP API requests (paid by every design, with or without keygate) | "
+        f"${HTTP_API_PER_MILLION:.2f} | ${HTTP_API_PER_MILLION:.2f} |"
+    )
+    out.append("")
+    out.append(
+        "For context, API Gateway usage plans add no charge of their own, but they exist only on "
+        f"REST APIs (${REST_API_PER_MILLION:.2f} per million requests, against the HTTP API's "
+        f"${HTTP_API_PER_MILLION:.2f}), their quotas and throttles are best-effort rather than "
+        "exact, their keys are readable in plaintext by anyone with console access, and an "
+        "account holds at most 10,000 of them per region. The HTTP API's own request price is the "
+        "floor every design pays; keygate's figure above comes on top of it.\n"
+    )
+    if alw["write_units_steady"] > alw["write_units_day_one"]:
+        out.append(
+            f"The usage counters dominate: the steady-state write costs "
+            f"{alw['write_units_steady']} WRU where the admission alone (version, quota and rate "
+            f"counters, {alw['other_bytes']} bytes) would cost 1. Keeping only the current day's "
+            "counters on the allowance item (older days moved off it, or counted elsewhere) "
+            "would bring a decision back to "
+            f"{alw['write_units_day_one']} WRU.\n"
+        )
+    return out
+
+
+def load_notes_section(load: dict) -> list:
+    return [
+        "Reading the load run: DynamoDB requests per decision is 1 in the steady state; it is "
+        f"{load['ddb_requests_per_decision']:.3f} here because each of the "
+        f"{load['concurrency']} instances starts cold (one `GetItem`) and re-reads its key record "
+        "when its 10 s cache expires. The throughput ratio compares two workloads that are both "
+        "bound by the emulator, which applies one request at a time in Python and pays for every "
+        "clause of an update expression; `.venv/bin/python infra/bench/moto_expression_cost.py` "
+        "times the emulator's cost per write shape in isolation.\n"
+    ]
+
+
+def usage_section() -> list:
+    """The usage report benchmark, from target/bench/usage.json (bench-usage)."""
+    path = ROOT / "target" / "bench" / "usage.json"
+    if not path.exists():
+        return ["## Usage reports\n", "Not measured in this run.\n"]
+    u = json.loads(path.read_text())
+    out = ["## Usage reports: one owner, 1,000 keys, 30 days\n"]
+    out.append(
+        f"One owner with {u['keys']} keys: {u['history_items']} archived key-days (29 days each) "
+        "plus today's counters written by the real authorizer (one decision per key), in the "
+        "local emulator. Each operation is timed and its DynamoDB requests counted on the wire "
+        "(an SDK interceptor). The requests are what it costs on DynamoDB; the times are the "
+        "emulator's (one request at a time, in Python: it reads and serialises every item of a "
+        "page in Python), not DynamoDB's, where each of these requests is a few milliseconds.\n"
+    )
+    out.append(f"Command: `infra/local/with-emulator target/release/bench-usage {u['keys']}`\n")
+    out.append("| operation | time (emulator) | DynamoDB requests |\n|---|---|---|")
+    out.append(
+        f"| 30-day billing totals of the owner (`GET /v1/usage`) | {u['totals_ms'] / 1000:.2f} s | "
+        f"{u['totals_requests']} |"
+    )
+    out.append(
+        f"| 30-day series of one key (`GET /v1/usage/keys/{{id}}`) | {u['series_ms']:.0f} ms | "
+        f"{u['series_requests']} |"
+    )
+    out.append(
+        f"| daily report job (report with 31 days of history, archive {u['daily_archived_days']} "
+        f"key-days) | {u['daily_ms'] / 1000:.2f} s | {u['daily_requests']} |"
+    )
+    out.append("")
+    out.append(
+        "The totals read the owner's keys (owner index, pages of 100), their allowance items "
+        "(`BatchGetItem`, 100 per request) and the owner's history partition (1 MB pages); the "
+        "series reads the key, its allowance and its history from the owner index. The daily job "
+        "adds one `BatchWriteItem` per 25 archived key-days and one `UpdateItem` per allowance to "
+        "remove archived counters. Nothing scans the table.\n"
+    )
+    return out
+
+
 def main() -> None:
     load = json.loads((ROOT / "target" / "bench" / "load.json").read_text())
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
@@ -80,6 +337,8 @@ def main() -> None:
     )
     out.append("Command: `cargo bench -p keygate-tests --bench decision`\n")
     out.append("| case | median | mean |\n|---|---|---|")
+    if not list(CRITERION.glob("decision_*/new/estimates.json")):
+        out.append("| (not measured in this run: no criterion results under target/criterion) | | |")
     for case in sorted(CRITERION.glob("decision_*")):
         if not (case / "new" / "estimates.json").exists():
             continue
@@ -114,7 +373,14 @@ def main() -> None:
         "conditional write (version check, quota, rate and usage counters in one expression) with "
         "the simplest conditional ADD, both as the emulator executes them.\n"
     )
+    out.extend(load_notes_section(load))
+    fx = load_functions()
+    out.extend(cold_start_section(fx))
+    out.extend(memory_section(fx))
+    out.extend(invocation_section(fx))
+    out.extend(cost_section(fx))
     out.extend(package_sizes())
+    out.extend(usage_section())
     sys.stdout.write("\n".join(out) + "\n")
 
 

@@ -165,3 +165,39 @@ pub fn allows(payload: Payload, response: &Value, arn_expected: Option<&str>) ->
 pub fn reason(response: &Value) -> Option<String> {
     response["context"]["reason"].as_str().map(str::to_owned)
 }
+
+/// A management API request as API Gateway (HTTP API, payload 2.0) passes it
+/// to the `keys` function, built from `infra/events/http-v2-proxy.json`:
+/// `context` is the authorizer's answer context (`keyId`, `owner`, `scopes`).
+pub fn management(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<&Value>,
+    context: &Value,
+) -> Value {
+    let mut ev: Value = serde_json::from_str(include_str!("../../infra/events/http-v2-proxy.json"))
+        .expect("fixture is JSON");
+    let route = format!("{method} {path}");
+    let raw_query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let params: serde_json::Map<String, Value> = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+        .collect();
+    ev["routeKey"] = Value::String(route.clone());
+    ev["rawPath"] = Value::String(path.into());
+    ev["rawQueryString"] = Value::String(raw_query);
+    ev["queryStringParameters"] = Value::Object(params);
+    ev["requestContext"]["routeKey"] = Value::String(route);
+    ev["requestContext"]["http"]["method"] = Value::String(method.into());
+    ev["requestContext"]["http"]["path"] = Value::String(path.into());
+    ev["requestContext"]["authorizer"]["lambda"] = context.clone();
+    if let Some(body) = body {
+        ev["body"] = Value::String(body.to_string());
+    }
+    ev
+}

@@ -10,8 +10,10 @@ pub mod counting;
 pub mod events;
 pub mod http;
 pub mod instant;
+pub mod item_size;
 pub mod logs;
 pub mod openapi;
+pub mod runtime_api;
 
 use aws_config::BehaviorVersion;
 use keygate::store::DynamoStore;

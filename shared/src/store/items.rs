@@ -106,6 +106,12 @@ pub const MAX_ROUTE_LABEL: usize = 128;
 /// labels from configuration, 20 address slots).
 pub const USAGE_RETENTION_DAYS: i64 = 35;
 
+/// Days of usage counters an allowance item holds in the steady state: today,
+/// and yesterday until the daily usage report archives it (00:15 UTC) and
+/// removes it from the item. [`USAGE_RETENTION_DAYS`] only bounds the item if
+/// that job stops.
+pub const LIVE_USAGE_DAYS: i64 = 2;
+
 /// Name of a usage counter for a key on a day. `what` is one of `ok`,
 /// `d#<reason>`, `r#<route>` or `ip<slot>`.
 pub fn usage_attr(day: &str, key_id: &str, what: &str) -> String {

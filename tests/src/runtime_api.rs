@@ -21,9 +21,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hyper014 as hyper;
 use hyper::service::{make_service_fn, service_fn};
 use hyper::{Body, Method, Request, Response, StatusCode};
+use hyper014 as hyper;
 use rand::Rng;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};

@@ -7,6 +7,7 @@
 //! real AWS account.
 
 pub mod events;
+pub mod faults;
 pub mod instant;
 pub mod logs;
 pub mod openapi;

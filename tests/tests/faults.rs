@@ -384,6 +384,7 @@ impl RotationRig {
                 .current_key(&key.key_id)
                 .await
                 .expect("the secret holds a key");
+            logs::remember(&current);
             assert_eq!(KeyHash::of(&current), successor.hash);
             let handled = auth
                 .handle(event(Payload::HttpV2Simple, Some(current.expose())), "r")

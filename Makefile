@@ -10,7 +10,7 @@ STACK := infra/local/stack
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
-.PHONY: help tools dev-tools iac test unit lint fmt dev bench build clean-local
+.PHONY: help tools dev-tools iac test unit lint fmt dev bench build clean-local fuzz
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -108,6 +108,25 @@ build: dev-tools ## sam build: arm64 Lambda artifacts through cargo-lambda; chec
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(LAMBDA_BINS))
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build --template template.yaml
 	$(PY) infra/bench/sizes.py target/bench/sizes.json
+
+# Fuzzing (nightly toolchain): each target runs FUZZ_SECONDS; a crash stops
+# the run and leaves its input in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := key_parse authorizer_event manage_request
+FUZZ_SEEDS_authorizer_event := infra/events
+FUZZ_SEEDS_manage_request := fuzz/seeds/manage_request
+CARGO_FUZZ := .local/tools/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --locked --version 0.13.2 --root .local/tools
+
+fuzz: $(addprefix fuzz-,$(FUZZ_TARGETS)) ## Fuzz key parsing, authorizer events, request bodies (FUZZ_SECONDS each)
+
+fuzz-%: $(CARGO_FUZZ)
+	mkdir -p fuzz/corpus/$* .local/fuzz
+	PATH="$(CURDIR)/.local/tools/bin:$$PATH" cargo +nightly fuzz run --debug-assertions $* \
+	  fuzz/corpus/$* $(FUZZ_SEEDS_$*) -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | tee .local/fuzz/$*.log
+	@grep -E '^Done [0-9]+ runs' .local/fuzz/$*.log
 
 clean-local: ## Remove local state (.local, .dev)
 	rm -rf .local .dev

@@ -92,13 +92,7 @@ pub struct KeyFormat {
 
 impl KeyFormat {
     pub fn new(prefix: &str, env: KeyEnv) -> Result<Self, InvalidPrefix> {
-        let bytes = prefix.as_bytes();
-        let ok = (2..=12).contains(&bytes.len())
-            && bytes[0].is_ascii_lowercase()
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !ok {
+        if !valid_prefix(prefix) {
             return Err(InvalidPrefix(prefix.to_owned()));
         }
         Ok(Self {
@@ -153,10 +147,24 @@ impl KeyFormat {
 }
 
 /// Check the format of a key of *any* prefix and environment (for scanners and tools).
+/// Accepts exactly the keys some deployment's [`KeyFormat::parse`] accepts.
 pub fn verify_any(presented: &str) -> Result<(), KeyFormatError> {
-    let (_, env, tail) = split(presented)?;
+    let (prefix, env, tail) = split(presented)?;
+    if !valid_prefix(prefix) {
+        return Err(KeyFormatError::Prefix);
+    }
     KeyEnv::parse(env).ok_or(KeyFormatError::Env)?;
     verify_tail(presented, tail)
+}
+
+/// 2-12 lower-case letters or digits, starting with a letter.
+fn valid_prefix(prefix: &str) -> bool {
+    let bytes = prefix.as_bytes();
+    (2..=12).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn split(presented: &str) -> Result<(&str, &str, &str), KeyFormatError> {
@@ -228,6 +236,24 @@ impl fmt::Display for ApiKey {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    /// Found by the `key_parse` fuzz target: a checksum-valid text whose
+    /// prefix no deployment can have (control characters, upper case) was
+    /// accepted by `verify_any`, so `KeyHash::of_text` took it for a key.
+    #[test]
+    fn verify_any_refuses_prefixes_no_deployment_can_have() {
+        let found = "tecstt\u{1}\0\0\0C_test_QQQQQQQQ0QbbbbbbbbbQ0Qbbbbbbbbbbbbbbb3bb0Qb2PzSOK";
+        assert_eq!(verify_any(found), Err(KeyFormatError::Prefix));
+        assert!(crate::hash::KeyHash::of_text(found).is_none());
+        let body = "Q".repeat(BODY_LEN);
+        for prefix in ["AK", "a-k", "9ak", "ak\u{7}"] {
+            let head = format!("{prefix}_live_{body}");
+            let text = format!("{head}{}", checksum(&head));
+            assert_eq!(verify_any(&text), Err(KeyFormatError::Prefix), "{prefix:?}");
+        }
+        let head = format!("ak_live_{body}");
+        assert_eq!(verify_any(&format!("{head}{}", checksum(&head))), Ok(()));
+    }
 
     fn live() -> KeyFormat {
         KeyFormat::new("ak", KeyEnv::Live).unwrap()

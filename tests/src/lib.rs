@@ -8,6 +8,7 @@
 
 pub mod counting;
 pub mod events;
+pub mod faults;
 pub mod http;
 pub mod instant;
 pub mod item_size;

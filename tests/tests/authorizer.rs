@@ -188,6 +188,16 @@ async fn every_payload_denies_for_every_reason() {
             "no DynamoDB request for a bad checksum"
         );
 
+        // A wildcard in the request's ARN (a literal `*` or `?` in the path)
+        // would widen an Allow policy: malformed, before any I/O. Found by
+        // the authorizer_event fuzz target.
+        for path in ["/orders/*", "/orders/4?"] {
+            let ev = with_route(event(payload, Some(good.expose())), "GET", path);
+            let handled = rig.call(ev).await;
+            rig.assert_denied(&handled, "malformed");
+            assert_eq!(handled.requests, Some(0), "{path}");
+        }
+
         if payload.has_request_details() {
             let ev = with_query(
                 event(payload, Some(good.expose())),

@@ -82,6 +82,25 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
                 return Err(err);
             }
         };
+        // An Allow names the request's ARN as its policy's resource, and IAM
+        // reads `*` and `?` there as wildcards: an ARN carrying them (a
+        // literal `*` in a path) would let a cached Allow cover routes the
+        // key's scopes do not. Refused before any I/O.
+        if incoming.resource_arn.contains(['*', '?']) {
+            tracing::warn!(
+                request_id,
+                payload = incoming.shape.as_str(),
+                "wildcard in the resource ARN"
+            );
+            return Ok(self.finish(
+                started,
+                request_id,
+                incoming.shape,
+                &incoming.resource_arn,
+                None,
+                Err(("malformed", Some(0))),
+            ));
+        }
         let result = tokio::time::timeout(
             self.settings.deadline,
             self.authorizer.authorize(&incoming.auth_request()),

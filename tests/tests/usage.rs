@@ -548,3 +548,61 @@ async fn unused_key_flag() {
         Some(Day::of(NOON - 9 * DAY).to_string().as_str())
     );
 }
+
+/// DynamoDB failing (HTTP 500 from a fault proxy in front of the emulator):
+/// the routes answer 503 `unavailable`, never a partial report; the daily
+/// job fails (so Lambda retries it) and archives nothing; once DynamoDB is
+/// back, the retry reports and archives the day.
+#[tokio::test]
+async fn dynamodb_failing_is_a_503_and_a_retried_job() {
+    use keygate_tests::faults::{Fault, FaultProxy};
+    let rig = rig(Thresholds::default()).await;
+    let (key, record) = rig.issue("acme", |_| {}).await;
+    rig.hit(
+        &request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10"),
+        2,
+    )
+    .await;
+    let proxy = FaultProxy::to_emulator().await;
+    let conf = aws_sdk_dynamodb::config::Builder::from(&keygate_tests::sdk_config().await)
+        .endpoint_url(proxy.endpoint())
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(2))
+        .build();
+    let through = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), rig.store.table());
+    let usage = UsageService::new(through, rig.clock.clone(), Thresholds::default());
+    proxy.set(Fault::ServerError);
+    let admin = Caller::operator("test");
+    let paths = [
+        format!("/v1/usage/keys/{}", record.key_id.as_str()),
+        "/v1/usage".to_owned(),
+    ];
+    for path in &paths {
+        let req = ApiRequest {
+            method: "GET",
+            path,
+            query: vec![],
+            content_type: None,
+            body: b"",
+            caller: Some(admin.clone()),
+        };
+        let resp = route(&usage, req).await;
+        assert_eq!(resp.status, 503, "{path}");
+        assert_eq!(json_of(resp.body)["error"]["code"], json!("unavailable"));
+    }
+    rig.clock.set(NOON + DAY / 2 + 900);
+    assert!(usage.daily(None).await.is_err(), "a failed run must fail");
+    let item = allowance_item(&rig.store, &record).await;
+    assert!(
+        item.keys().any(|k| k.starts_with("u#2026-11-29")),
+        "nothing archived"
+    );
+    proxy.clear();
+    let summary = usage.daily(None).await.expect("the retry succeeds");
+    assert_eq!((summary.reports, summary.archived_days), (1, 1));
+    let report = rig
+        .usage
+        .stored_report(&admin, Some("acme"), "2026-11-29")
+        .await
+        .unwrap();
+    assert_eq!(report.allowed, 2);
+}

@@ -10,6 +10,7 @@
 //! - [`clock`]: injected time;
 //! - [`issue`]: minting a key, the one path every issuer takes;
 //! - [`store`]: DynamoDB, behind traits sized by capability;
+//! - [`sdk`]: the AWS SDK's configuration, with the one HTTPS stack;
 //! - [`authorize`]: the authorizer's pipeline, free of Lambda event types;
 //! - [`table`]: the table definition, read from `template.yaml`;
 //! - [`usage`]: usage reports, billing totals and anomaly flags.
@@ -29,6 +30,7 @@ pub mod manage;
 pub mod model;
 pub mod rotation;
 pub mod scope;
+pub mod sdk;
 pub mod secrets;
 pub mod store;
 pub mod table;

@@ -16,7 +16,6 @@ pub mod logs;
 pub mod openapi;
 pub mod runtime_api;
 
-use aws_config::BehaviorVersion;
 use keygate::store::DynamoStore;
 use keygate::table::TableSpec;
 use rand::Rng;
@@ -32,7 +31,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "AWS_ENDPOINT_URL must point at the local emulator (run `make test`), got {endpoint:?}"
     );
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    keygate::sdk::load().await
 }
 
 /// A DynamoDB client for the local emulator.

@@ -11,7 +11,7 @@ use rotation::Settings;
 async fn main() -> Result<(), Error> {
     keygate::logs::init();
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = keygate::sdk::load().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         settings.deployment.table.clone(),

@@ -63,7 +63,7 @@ pub async fn build<C: Clock>(
     clock: C,
 ) -> Result<UsageService<DynamoStore, C>, ConfigError> {
     let settings = Settings::from_lookup(get)?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = keygate::sdk::load().await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         settings.deployment.table,

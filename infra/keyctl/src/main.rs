@@ -164,7 +164,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         _ => None,
     };
     let deployment = Deployment::from_lookup(&lookup)?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = keygate::sdk::load().await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let service = KeyService::new(
         DynamoStore::new(client.clone(), deployment.table.clone()),

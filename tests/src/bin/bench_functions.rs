@@ -17,6 +17,7 @@
 //!
 //! Usage (under `infra/local/with-emulator`):
 //! bench-functions BIN_DIR [RUNS] [DECISIONS] [REQUESTS] [ROTATION_KEYS]
+//! (`BENCH_FUNCTIONS=authorizer,keys` measures only those functions).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -616,6 +617,8 @@ impl Bench {
 }
 
 /// Every package under `functions/`: each must have a scenario here.
+/// Every package under `functions/`, or those `BENCH_FUNCTIONS` names
+/// (comma-separated), to measure one function while working on it.
 fn function_names() -> Result<Vec<String>> {
     let mut names = vec![];
     for entry in fs::read_dir(Path::new(ROOT).join("functions"))? {
@@ -623,6 +626,13 @@ fn function_names() -> Result<Vec<String>> {
         if entry.path().join("Cargo.toml").exists() {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
+    }
+    if let Ok(only) = std::env::var("BENCH_FUNCTIONS") {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        if let Some(unknown) = wanted.iter().find(|w| !names.iter().any(|n| n == *w)) {
+            return Err(format!("BENCH_FUNCTIONS names {unknown:?}, not a function").into());
+        }
+        names.retain(|n| wanted.contains(&n.as_str()));
     }
     names.sort();
     Ok(names)

@@ -56,6 +56,11 @@ impl DynamoStore {
         HashMap::from([(items::PK.to_owned(), s(pk)), (items::SK.to_owned(), s(sk))])
     }
 
+    /// The key of an allowance item.
+    pub(super) fn allowance_key(allowance_id: &str) -> Item {
+        Self::key_of(items::allowance_pk(allowance_id), items::ALLOWANCE_SK)
+    }
+
     /// The record as a table item, with its keys and index attributes.
     fn record_item(record: &KeyRecord) -> Result<Item, StoreError> {
         let mut item: Item =
@@ -146,10 +151,7 @@ impl DynamoStore {
         let close_allowance = built(
             Update::builder()
                 .table_name(&self.table)
-                .set_key(Some(Self::key_of(
-                    items::allowance_pk(&old.allowance_id),
-                    items::ALLOWANCE_SK,
-                )))
+                .set_key(Some(Self::allowance_key(&old.allowance_id)))
                 .update_expression("REMOVE #kv.#kid")
                 .expression_attribute_names("#kv", alw::VERSIONS)
                 .expression_attribute_names("#kid", old.key_id.as_str())
@@ -229,10 +231,7 @@ impl DynamoStore {
 
     /// The allowance item a new key starts with.
     fn allowance_item(record: &KeyRecord) -> Item {
-        let mut item = Self::key_of(
-            items::allowance_pk(&record.allowance_id),
-            items::ALLOWANCE_SK,
-        );
+        let mut item = Self::allowance_key(&record.allowance_id);
         item.insert(alw::OWNER.into(), s(record.owner.clone()));
         // The allowance directory (for the daily usage report): a partition
         // of the keys-only due index, so counter updates never touch it.
@@ -341,10 +340,7 @@ impl Admission for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key_of(
-                items::allowance_pk(&plan.allowance_id),
-                items::ALLOWANCE_SK,
-            )))
+            .set_key(Some(Self::allowance_key(&plan.allowance_id)))
             .update_expression(expr.update)
             .condition_expression(expr.condition)
             .set_expression_attribute_names(Some(expr.names))
@@ -374,10 +370,7 @@ impl Admission for DynamoStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(Self::key_of(
-                    items::allowance_pk(allowance_id),
-                    items::ALLOWANCE_SK,
-                )));
+                .set_key(Some(Self::allowance_key(allowance_id)));
             let mut placeholders = Vec::new();
             for (i, name) in chunk.iter().enumerate() {
                 placeholders.push(format!("#u{i}"));
@@ -402,10 +395,7 @@ impl Admission for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key_of(
-                items::allowance_pk(allowance_id),
-                items::ALLOWANCE_SK,
-            )))
+            .set_key(Some(Self::allowance_key(allowance_id)))
             .update_expression("ADD #u :one")
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#u", attr)
@@ -526,10 +516,7 @@ impl KeyAdmin for DynamoStore {
         let share = built(
             Update::builder()
                 .table_name(&self.table)
-                .set_key(Some(Self::key_of(
-                    items::allowance_pk(&old.allowance_id),
-                    items::ALLOWANCE_SK,
-                )))
+                .set_key(Some(Self::allowance_key(&old.allowance_id)))
                 .update_expression("SET #kv.#old = :ov, #kv.#new = :nv")
                 .condition_expression("#kv.#old = :prev")
                 .expression_attribute_names("#kv", alw::VERSIONS)
@@ -648,10 +635,7 @@ impl KeyAdmin for DynamoStore {
         let mut remove = Vec::new();
         let mut update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::key_of(
-                items::allowance_pk(&old.allowance_id),
-                items::ALLOWANCE_SK,
-            )))
+            .set_key(Some(Self::allowance_key(&old.allowance_id)))
             .condition_expression("#kv.#kid = :prev")
             .expression_attribute_names("#kv", alw::VERSIONS)
             .expression_attribute_names("#kid", old.key_id.as_str())

@@ -47,6 +47,9 @@ pub enum StoreError {
     /// An item is missing an attribute we wrote, or has one of the wrong type.
     #[error("item is corrupt: {0}")]
     Corrupt(&'static str),
+    /// A batch request kept coming back partly unprocessed (throttling).
+    #[error("{0} kept coming back unprocessed")]
+    Unprocessed(&'static str),
     /// A write raced with another and lost; the caller may retry.
     #[error("concurrent update, retry")]
     Conflict,

@@ -57,6 +57,37 @@ pub trait UsageStore: Send + Sync {
     async fn report(&self, owner: &str, day: &str) -> Result<Option<OwnerReport>, StoreError>;
 }
 
+/// Batch requests retried this many times with what DynamoDB handed back
+/// unprocessed (throttled partitions) before the operation fails.
+const BATCH_ROUNDS: usize = 8;
+
+/// Send `first`, then whatever each answer says was left unprocessed, until
+/// nothing is left; collects what every round returned. Fails after
+/// [`BATCH_ROUNDS`] rounds (the SDK's own retries have backed off in each).
+async fn until_processed<R, T, F, Fut>(
+    what: &'static str,
+    first: R,
+    mut send: F,
+) -> Result<Vec<T>, StoreError>
+where
+    F: FnMut(R) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<R>), StoreError>>,
+{
+    let mut out = Vec::new();
+    let mut pending = Some(first);
+    let mut rounds = 0;
+    while let Some(request) = pending.take() {
+        rounds += 1;
+        if rounds > BATCH_ROUNDS {
+            return Err(StoreError::Unprocessed(what));
+        }
+        let (got, left) = send(request).await?;
+        out.extend(got);
+        pending = left;
+    }
+    Ok(out)
+}
+
 fn mapping(what: &'static str) -> impl Fn(serde_dynamo::Error) -> StoreError {
     move |source| StoreError::Mapping { what, source }
 }
@@ -117,49 +148,39 @@ impl UsageStore for DynamoStore {
         unique.sort();
         unique.dedup();
         for chunk in unique.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|id| Self::key_of(items::allowance_pk(id), items::ALLOWANCE_SK))
-                .collect();
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|_| StoreError::Corrupt("request could not be built"))?,
-            );
-            let mut rounds = 0;
-            while let Some(request) = pending.take() {
-                rounds += 1;
-                if rounds > 8 {
-                    return Err(StoreError::Corrupt(
-                        "batch read kept coming back unprocessed",
-                    ));
-                }
+            let keys: Vec<Item> = chunk.iter().map(|id| Self::allowance_key(id)).collect();
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|_| StoreError::Corrupt("request could not be built"))?;
+            let found = until_processed("batch read", request, |request| async move {
                 let got = self
                     .client()
                     .batch_get_item()
                     .request_items(self.table(), request)
                     .send()
                     .await?;
-                for item in got
+                let found = got
                     .responses
                     .unwrap_or_default()
                     .remove(self.table())
-                    .unwrap_or_default()
-                {
-                    let id = item
-                        .get(items::PK)
-                        .and_then(|v| v.as_s().ok())
-                        .and_then(|pk| pk.strip_prefix("ALW#"))
-                        .ok_or(StoreError::Corrupt("allowance without its key"))?
-                        .to_owned();
-                    out.insert(id, item);
-                }
-                pending = got
+                    .unwrap_or_default();
+                let left = got
                     .unprocessed_keys
                     .and_then(|mut m| m.remove(self.table()))
                     .filter(|k| !k.keys.is_empty());
+                Ok((found, left))
+            })
+            .await?;
+            for item in found {
+                let id = item
+                    .get(items::PK)
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("ALW#"))
+                    .ok_or(StoreError::Corrupt("allowance without its key"))?
+                    .to_owned();
+                out.insert(id, item);
             }
         }
         Ok(out)
@@ -255,26 +276,20 @@ impl UsageStore for DynamoStore {
             );
         }
         for chunk in writes.chunks(25) {
-            let mut pending = chunk.to_vec();
-            let mut rounds = 0;
-            while !pending.is_empty() {
-                rounds += 1;
-                if rounds > 8 {
-                    return Err(StoreError::Corrupt(
-                        "batch write kept coming back unprocessed",
-                    ));
-                }
+            until_processed("batch write", chunk.to_vec(), |pending| async move {
                 let out = self
                     .client()
                     .batch_write_item()
                     .request_items(self.table(), pending)
                     .send()
                     .await?;
-                pending = out
+                let left = out
                     .unprocessed_items
                     .and_then(|mut m| m.remove(self.table()))
-                    .unwrap_or_default();
-            }
+                    .filter(|w| !w.is_empty());
+                Ok((Vec::<()>::new(), left))
+            })
+            .await?;
         }
         Ok(())
     }
@@ -318,4 +333,48 @@ impl UsageStore for DynamoStore {
 /// The allowance's owner attribute, for checks.
 pub fn allowance_owner(item: &Item) -> Option<&str> {
     item.get(alw::OWNER)?.as_s().ok().map(String::as_str)
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leftovers_are_sent_again_until_none_are_left() {
+        let mut sent = Vec::new();
+        let got = until_processed("batch", vec![1, 2, 3, 4, 5], |batch: Vec<i32>| {
+            sent.push(batch.clone());
+            // Half of each batch (rounded down) comes back unprocessed.
+            let (done, left) = batch.split_at(batch.len().div_ceil(2));
+            let out = (done.to_vec(), (!left.is_empty()).then(|| left.to_vec()));
+            async move { Ok(out) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        assert_eq!(sent, vec![vec![1, 2, 3, 4, 5], vec![4, 5], vec![5]]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_never_drains_fails_after_the_last_round() {
+        let mut rounds = 0;
+        let err = until_processed("batch write", (), |()| {
+            rounds += 1;
+            async { Ok((Vec::<()>::new(), Some(()))) }
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Unprocessed("batch write")));
+        assert_eq!(rounds, BATCH_ROUNDS);
+    }
+
+    #[tokio::test]
+    async fn a_failed_round_fails_the_batch() {
+        let err = until_processed("batch read", 1, |_| async {
+            Err::<(Vec<()>, Option<i32>), _>(StoreError::Corrupt("boom"))
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt("boom")));
+    }
 }

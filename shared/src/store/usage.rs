@@ -3,6 +3,7 @@
 //! item key; nothing scans the table.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -60,12 +61,18 @@ pub trait UsageStore: Send + Sync {
 /// Batch requests retried this many times with what DynamoDB handed back
 /// unprocessed (throttled partitions) before the operation fails.
 const BATCH_ROUNDS: usize = 8;
+/// The first pause before sending leftovers again; doubled each round, at
+/// most [`BATCH_MAX_PAUSE`] (about 2.6 s in all before giving up).
+const BATCH_PAUSE: Duration = Duration::from_millis(25);
+const BATCH_MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Send `first`, then whatever each answer says was left unprocessed, until
-/// nothing is left; collects what every round returned. Fails after
-/// [`BATCH_ROUNDS`] rounds (the SDK's own retries have backed off in each).
+/// nothing is left; collects what every round returned. Leftovers are sent
+/// again after an exponential pause from `pause` (the SDK does not retry
+/// them: to it, the request succeeded); fails after [`BATCH_ROUNDS`] rounds.
 async fn until_processed<R, T, F, Fut>(
     what: &'static str,
+    pause: Duration,
     first: R,
     mut send: F,
 ) -> Result<Vec<T>, StoreError>
@@ -80,6 +87,10 @@ where
         rounds += 1;
         if rounds > BATCH_ROUNDS {
             return Err(StoreError::Unprocessed(what));
+        }
+        if rounds > 1 {
+            let wait = pause.saturating_mul(1 << (rounds - 2).min(16));
+            tokio::time::sleep(wait.min(BATCH_MAX_PAUSE)).await;
         }
         let (got, left) = send(request).await?;
         out.extend(got);
@@ -154,7 +165,7 @@ impl UsageStore for DynamoStore {
                 .consistent_read(true)
                 .build()
                 .map_err(|_| StoreError::Corrupt("request could not be built"))?;
-            let found = until_processed("batch read", request, |request| async move {
+            let found = until_processed("batch read", BATCH_PAUSE, request, |request| async move {
                 let got = self
                     .client()
                     .batch_get_item()
@@ -276,19 +287,24 @@ impl UsageStore for DynamoStore {
             );
         }
         for chunk in writes.chunks(25) {
-            until_processed("batch write", chunk.to_vec(), |pending| async move {
-                let out = self
-                    .client()
-                    .batch_write_item()
-                    .request_items(self.table(), pending)
-                    .send()
-                    .await?;
-                let left = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(self.table()))
-                    .filter(|w| !w.is_empty());
-                Ok((Vec::<()>::new(), left))
-            })
+            until_processed(
+                "batch write",
+                BATCH_PAUSE,
+                chunk.to_vec(),
+                |pending| async move {
+                    let out = self
+                        .client()
+                        .batch_write_item()
+                        .request_items(self.table(), pending)
+                        .send()
+                        .await?;
+                    let left = out
+                        .unprocessed_items
+                        .and_then(|mut m| m.remove(self.table()))
+                        .filter(|w| !w.is_empty());
+                    Ok((Vec::<()>::new(), left))
+                },
+            )
             .await?;
         }
         Ok(())
@@ -342,13 +358,18 @@ mod batch_tests {
     #[tokio::test]
     async fn leftovers_are_sent_again_until_none_are_left() {
         let mut sent = Vec::new();
-        let got = until_processed("batch", vec![1, 2, 3, 4, 5], |batch: Vec<i32>| {
-            sent.push(batch.clone());
-            // Half of each batch (rounded down) comes back unprocessed.
-            let (done, left) = batch.split_at(batch.len().div_ceil(2));
-            let out = (done.to_vec(), (!left.is_empty()).then(|| left.to_vec()));
-            async move { Ok(out) }
-        })
+        let got = until_processed(
+            "batch",
+            Duration::ZERO,
+            vec![1, 2, 3, 4, 5],
+            |batch: Vec<i32>| {
+                sent.push(batch.clone());
+                // Half of each batch (rounded down) comes back unprocessed.
+                let (done, left) = batch.split_at(batch.len().div_ceil(2));
+                let out = (done.to_vec(), (!left.is_empty()).then(|| left.to_vec()));
+                async move { Ok(out) }
+            },
+        )
         .await
         .unwrap();
         assert_eq!(got, vec![1, 2, 3, 4, 5]);
@@ -358,7 +379,7 @@ mod batch_tests {
     #[tokio::test]
     async fn a_batch_that_never_drains_fails_after_the_last_round() {
         let mut rounds = 0;
-        let err = until_processed("batch write", (), |()| {
+        let err = until_processed("batch write", Duration::ZERO, (), |()| {
             rounds += 1;
             async { Ok((Vec::<()>::new(), Some(()))) }
         })
@@ -370,11 +391,27 @@ mod batch_tests {
 
     #[tokio::test]
     async fn a_failed_round_fails_the_batch() {
-        let err = until_processed("batch read", 1, |_| async {
+        let err = until_processed("batch read", Duration::ZERO, 1, |_| async {
             Err::<(Vec<()>, Option<i32>), _>(StoreError::Corrupt("boom"))
         })
         .await
         .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt("boom")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leftovers_wait_longer_each_round() {
+        let started = tokio::time::Instant::now();
+        let mut at = Vec::new();
+        let err = until_processed("batch write", BATCH_PAUSE, (), |()| {
+            at.push(started.elapsed());
+            async { Ok((Vec::<()>::new(), Some(()))) }
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Unprocessed(_)));
+        let ms: Vec<u128> = at.iter().map(|d| d.as_millis()).collect();
+        // 0, then pauses of 25, 50, 100, 200, 400, 800 and 1000 (capped) ms.
+        assert_eq!(ms, vec![0, 25, 75, 175, 375, 775, 1575, 2575]);
     }
 }

@@ -2,7 +2,9 @@
 //! stored daily report, and the daily job that writes reports and archives
 //! finished days.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use serde::Serialize;
 
@@ -197,6 +199,27 @@ async fn all_keys<S: KeyAdmin>(store: &S, owner: &str) -> Result<Vec<KeyRecord>,
     }
 }
 
+/// An owner's keys and the allowance items they spend from (plus `more`,
+/// allowances known from elsewhere, such as the directory), keyed by
+/// allowance id: what billing totals and the daily report both start from.
+async fn owner_snapshot<S: KeyAdmin + UsageStore>(
+    store: &S,
+    owner: &str,
+    more: &[String],
+) -> Result<
+    (
+        Vec<KeyRecord>,
+        HashMap<String, HashMap<String, AttributeValue>>,
+    ),
+    StoreError,
+> {
+    let keys = all_keys(store, owner).await?;
+    let mut ids = more.to_vec();
+    ids.extend(keys.iter().map(|k| k.allowance_id.clone()));
+    let allowances = store.allowances(&ids).await?;
+    Ok((keys, allowances))
+}
+
 impl<S, C> UsageService<S, C>
 where
     S: KeyAdmin + UsageStore,
@@ -280,9 +303,7 @@ where
             validate_owner(o)?;
         }
         let owner = caller.owner_for(owner)?;
-        let keys = all_keys(&self.store, &owner).await?;
-        let ids: Vec<String> = keys.iter().map(|k| k.allowance_id.clone()).collect();
-        let allowances = self.store.allowances(&ids).await?;
+        let (keys, allowances) = owner_snapshot(&self.store, &owner, &[]).await?;
         let live: Vec<KeyDay> = allowances
             .values()
             .flat_map(|item| live_usage(item).key_days().collect::<Vec<_>>())
@@ -421,10 +442,7 @@ where
         today: Day,
         now: i64,
     ) -> Result<(OwnerReport, u64), StoreError> {
-        let keys = all_keys(&self.store, owner).await?;
-        let mut ids: Vec<String> = directory_ids.to_vec();
-        ids.extend(keys.iter().map(|k| k.allowance_id.clone()));
-        let allowances = self.store.allowances(&ids).await?;
+        let (keys, allowances) = owner_snapshot(&self.store, owner, directory_ids).await?;
         let from = day.plus(-report::lookback(&self.thresholds));
         let in_window = |d: &KeyDay| Day::parse(&d.day).is_some_and(|x| from <= x && x <= day);
         let mut live_days = Vec::new();

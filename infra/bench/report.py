@@ -339,11 +339,15 @@ def usage_section() -> list:
 def main() -> None:
     load = json.loads((ROOT / "target" / "bench" / "load.json").read_text())
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h (%s)"], capture_output=True, text=True
+    ).stdout.strip()
     out = []
     out.append("# Benchmarks\n")
     out.append(
         f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on "
         f"{os.cpu_count()} cores ({cpu_model()}), {platform.system()} {platform.machine()}, {rustc}.\n"
+        f"Code measured: commit {commit or 'unknown'}. "
         "Every figure below is reproduced by `make bench`; the command for each is given.\n"
     )
     bench_dir = ROOT / "target" / "bench"

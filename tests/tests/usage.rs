@@ -606,3 +606,105 @@ async fn dynamodb_failing_is_a_503_and_a_retried_job() {
         .unwrap();
     assert_eq!(report.allowed, 2);
 }
+
+/// One owner's data unreadable among several: the others' reports are
+/// stored and their days archived, the job fails naming that owner, its
+/// usage stays on the allowance, and a re-run once it is readable reports
+/// it without counting anyone twice.
+#[tokio::test]
+async fn one_failing_owner_does_not_stop_the_others() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use keygate::store::items;
+    use keygate::usage::service::ReportError;
+    let rig = rig(Thresholds::default()).await;
+    let mut keys = Vec::new();
+    for (owner, hits) in [("acme", 2), ("globex", 3), ("initech", 4)] {
+        let (key, record) = rig.issue(owner, |_| {}).await;
+        let ev = request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10");
+        assert_eq!(rig.hit(&ev, hits).await, hits);
+        keys.push((owner, hits, record));
+    }
+    // globex's key record no longer maps (a status no version knows).
+    let globex = &keys[1].2;
+    let record_key = |r: &KeyRecord| {
+        [
+            (
+                items::PK.to_owned(),
+                AttributeValue::S(items::key_pk(r.hash.as_str())),
+            ),
+            (
+                items::SK.to_owned(),
+                AttributeValue::S(items::KEY_SK.to_owned()),
+            ),
+        ]
+        .into()
+    };
+    let set_status = |status: AttributeValue| {
+        rig.store
+            .client()
+            .update_item()
+            .table_name(rig.store.table())
+            .set_key(Some(record_key(globex)))
+            .update_expression("SET #s = :s")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":s", status)
+            .send()
+    };
+    let original = rig
+        .store
+        .client()
+        .get_item()
+        .table_name(rig.store.table())
+        .set_key(Some(record_key(globex)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .and_then(|mut i| i.remove("status"))
+        .expect("the record has a status");
+    set_status(AttributeValue::S("unheard-of".into()))
+        .await
+        .unwrap();
+
+    rig.clock.set(NOON + DAY / 2 + 900);
+    let admin = Caller::operator("test");
+    let Err(ReportError::Partial(summary)) = rig.usage.daily(None).await else {
+        panic!("the run must fail, naming the owner");
+    };
+    assert_eq!(summary.failed_owners, vec!["globex".to_owned()]);
+    assert_eq!(
+        (summary.owners, summary.reports, summary.archived_days),
+        (3, 2, 2)
+    );
+    for (owner, hits, record) in &keys {
+        let stored = rig
+            .usage
+            .stored_report(&admin, Some(owner), "2026-11-29")
+            .await;
+        let live = allowance_item(&rig.store, record)
+            .await
+            .keys()
+            .any(|k| k.starts_with("u#2026-11-29"));
+        if *owner == "globex" {
+            assert!(stored.is_err(), "no report for the failed owner");
+            assert!(live, "the failed owner's usage was archived or lost");
+        } else {
+            assert_eq!(stored.unwrap().allowed, *hits as u64, "{owner}");
+            assert!(!live, "{owner}'s finished day is still on the allowance");
+        }
+    }
+
+    set_status(original).await.unwrap();
+    let summary = rig.usage.daily(None).await.expect("the re-run succeeds");
+    assert!(summary.failed_owners.is_empty());
+    // Only globex had a day left to archive.
+    assert_eq!((summary.reports, summary.archived_days), (3, 1));
+    for (owner, hits, _) in &keys {
+        let report = rig
+            .usage
+            .stored_report(&admin, Some(owner), "2026-11-29")
+            .await
+            .unwrap();
+        assert_eq!(report.allowed, *hits as u64, "{owner} counted once");
+    }
+}

@@ -49,17 +49,17 @@ def package_sizes() -> list[str]:
         "a cold start. Target: authorizer under 4 MB (4,000,000 bytes) zipped.\n"
     )
     out.append("Command: `make build` (it runs `infra/bench/sizes.py`)\n")
-    out.append("| function | bootstrap | zipped |\n|---|---|---|")
+    out.extend(table_head("function", "bootstrap", "zipped"))
     for name, s in sorted(sizes.items()):
         out.append(
             f"| {name} | {s['bootstrap_bytes'] / 1e6:.2f} MB | {s['zip_bytes'] / 1e6:.2f} MB |"
         )
     authorizer = sizes.get("AuthorizerFunction")
     if authorizer:
-        verdict = "meets" if authorizer["zip_bytes"] < AUTHORIZER_ZIP_TARGET else "misses"
+        outcome = "meets" if authorizer["zip_bytes"] < AUTHORIZER_ZIP_TARGET else "misses"
         out.append(
             f"\nThe authorizer's package is {authorizer['zip_bytes'] / 1e6:.2f} MB zipped: "
-            f"it {verdict} the 4 MB target.\n"
+            f"it {outcome} the 4 MB target.\n"
         )
     else:
         out.append("")
@@ -99,6 +99,18 @@ def load_functions() -> dict:
     return json.loads((ROOT / "target" / "bench" / "functions.json").read_text())
 
 
+def table_head(*columns: str) -> list:
+    """A markdown table's header and separator lines."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def verdict(target, value: float, unit: str, what: str = "") -> str:
+    """'under <target> <unit><what>: met' (or MISSED); empty without a target."""
+    if target is None:
+        return ""
+    return f"under {target:.0f} {unit}{what}: {'met' if value < target else 'MISSED'}"
+
+
 def cold_start_section(fx: dict) -> list:
     out = ["## Cold start of each function\n"]
     out.append(
@@ -115,18 +127,21 @@ def cold_start_section(fx: dict) -> list:
         "trips to the emulator). Figures are median / p90 / min.\n"
     )
     out.append(f"Command: `{fx['command']}`\n")
-    out.append("| function | first event | spawn to first poll | spawn to first answer | first invocation | target |")
-    out.append("|---|---|---|---|---|---|")
+    out.extend(table_head(
+        "function", "first event", "spawn to first poll", "spawn to first answer",
+        "first invocation", "target",
+    ))
     for name, f in fx["functions"].items():
         cold = f["cold"]
-        target = COLD_START_TARGET_MS.get(name)
-        verdict = ""
-        if target is not None:
-            median = statistics.median(cold["to_first_response_ms"])
-            verdict = f"under {target:.0f} ms to first answer: {'met' if median < target else 'MISSED'}"
+        met = verdict(
+            COLD_START_TARGET_MS.get(name),
+            statistics.median(cold["to_first_response_ms"]),
+            "ms",
+            " to first answer",
+        )
         out.append(
             f"| {name} | {f['cold_event']} | {spread(cold['init_to_first_poll_ms'])} | "
-            f"{spread(cold['to_first_response_ms'])} | {spread(cold['first_invocation_ms'])} | {verdict} |"
+            f"{spread(cold['to_first_response_ms'])} | {spread(cold['first_invocation_ms'])} | {met} |"
         )
     out.append("")
     return out
@@ -139,19 +154,17 @@ def memory_section(fx: dict) -> list:
         "then its peak resident set (`VmHWM` from `/proc/<pid>/status`) and its resident set at "
         "the end. MB are 10^6 bytes. Same command as the cold starts.\n"
     )
-    out.append("| function | load | peak RSS | RSS at the end | peak RSS after one cold invocation (median) | target |")
-    out.append("|---|---|---|---|---|---|")
+    out.extend(table_head(
+        "function", "load", "peak RSS", "RSS at the end",
+        "peak RSS after one cold invocation (median)", "target",
+    ))
     for name, f in fx["functions"].items():
         load = f["load"]
-        target = PEAK_MEMORY_TARGET_MB.get(name)
-        verdict = ""
-        if target is not None:
-            met = megabytes(load["hwm_kb"]) < target
-            verdict = f"under {target:.0f} MB: {'met' if met else 'MISSED'}"
+        met = verdict(PEAK_MEMORY_TARGET_MB.get(name), megabytes(load["hwm_kb"]), "MB")
         cold_hwm = statistics.median(f["cold"]["hwm_after_first_kb"])
         out.append(
             f"| {name} | {load['description']} | {megabytes(load['hwm_kb']):.1f} MB | "
-            f"{megabytes(load['rss_kb']):.1f} MB | {megabytes(cold_hwm):.1f} MB | {verdict} |"
+            f"{megabytes(load['rss_kb']):.1f} MB | {megabytes(cold_hwm):.1f} MB | {met} |"
         )
     out.append("")
     return out
@@ -164,8 +177,9 @@ def invocation_section(fx: dict) -> list:
         "event handed out by `/next` to the answer received (what Lambda bills as duration), "
         "including the function's DynamoDB and Secrets Manager requests to the local emulator.\n"
     )
-    out.append("| function | invocations | median | p90 | p99 | mean billed (rounded up to 1 ms each) |")
-    out.append("|---|---|---|---|---|---|")
+    out.extend(table_head(
+        "function", "invocations", "median", "p90", "p99", "mean billed (rounded up to 1 ms each)",
+    ))
     for name, f in fx["functions"].items():
         load = f["load"]
         groups = [(k, load[k]) for k in ("allowed", "denied", "all") if k in load]
@@ -245,8 +259,10 @@ def cost_section(fx: dict) -> list:
         f"{alw['usage_bytes_per_day']}). During a rotation's grace period the old key and its "
         "successor count on the same item, up to twice that.\n"
     )
-    out.append("| per million authorizations | first day of a key | steady state (today and yesterday as busy) |")
-    out.append("|---|---|---|")
+    out.extend(table_head(
+        "per million authorizations", "first day of a key",
+        "steady state (today and yesterday as busy)",
+    ))
     out.append(f"| Lambda requests | ${LAMBDA_PER_MILLION_REQUESTS:.2f} | ${LAMBDA_PER_MILLION_REQUESTS:.2f} |")
     out.append(
         f"| Lambda duration ({billed_ms:.2f} ms x {LAMBDA_MEMORY_MB} MB = {gb_seconds * 1e6:.0f} GB-s per million) | "
@@ -312,7 +328,7 @@ def usage_section() -> list:
         "page in Python), not DynamoDB's, where each of these requests is a few milliseconds.\n"
     )
     out.append(f"Command: `infra/local/with-emulator target/release/bench-usage {u['keys']}`\n")
-    out.append("| operation | time (emulator) | DynamoDB requests |\n|---|---|---|")
+    out.extend(table_head("operation", "time (emulator)", "DynamoDB requests"))
     out.append(
         f"| 30-day billing totals of the owner (`GET /v1/usage`) | {u['totals_ms'] / 1000:.2f} s | "
         f"{u['totals_requests']} |"
@@ -364,7 +380,7 @@ def main() -> None:
         "that answers instantly. Release profile. Target: median under 20 µs.\n"
     )
     out.append("Command: `cargo bench -p keygate-tests --bench decision`\n")
-    out.append("| case | median | mean |\n|---|---|---|")
+    out.extend(table_head("case", "median", "mean"))
     if not list(CRITERION.glob("decision_*/new/estimates.json")):
         out.append("| (not measured in this run: no criterion results under target/criterion) | | |")
     for case in sorted(CRITERION.glob("decision_*")):
@@ -386,7 +402,7 @@ def main() -> None:
         "Command: `infra/local/with-emulator target/release/bench-load "
         f"{load['seconds']} {load['concurrency']}`\n"
     )
-    out.append("| figure | value |\n|---|---|")
+    out.extend(table_head("figure", "value"))
     out.append(f"| decisions | {load['decisions']} ({load['allowed']} allowed) |")
     out.append(f"| decisions per second | {load['decisions_per_second']:.1f} |")
     out.append(f"| latency p50 | {load['p50_us'] / 1000:.2f} ms |")

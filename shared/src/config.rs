@@ -1,6 +1,7 @@
 //! Deployment settings every function reads from its environment.
 
 use crate::key::{KeyEnv, KeyFormat};
+use crate::sdk::TlsRoots;
 
 /// A missing or invalid setting: the container refuses to start.
 #[derive(Debug, thiserror::Error)]
@@ -19,17 +20,18 @@ impl ConfigError {
     }
 }
 
-/// The table and the key format of a deployment.
+/// The table, the key format and the TLS roots of a deployment.
 #[derive(Debug, Clone)]
 pub struct Deployment {
     pub table: String,
     pub format: KeyFormat,
+    pub tls_roots: TlsRoots,
 }
 
 impl Deployment {
-    /// Read `KEYGATE_TABLE` (required), `KEYGATE_KEY_PREFIX` (`ak`) and
-    /// `KEYGATE_KEY_ENV` (`live`) through `get` (the process environment in
-    /// production, a map in tests).
+    /// Read `KEYGATE_TABLE` (required), `KEYGATE_KEY_PREFIX` (`ak`),
+    /// `KEYGATE_KEY_ENV` (`live`) and `KEYGATE_TLS_ROOTS` (`amazon`) through
+    /// `get` (the process environment in production, a map in tests).
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let table =
             get("KEYGATE_TABLE").ok_or_else(|| ConfigError::new("KEYGATE_TABLE", "required"))?;
@@ -46,7 +48,21 @@ impl Deployment {
         };
         let format = KeyFormat::new(&prefix, env)
             .map_err(|e| ConfigError::new("KEYGATE_KEY_PREFIX", e.to_string()))?;
-        Ok(Self { table, format })
+        let tls_roots = match get("KEYGATE_TLS_ROOTS").as_deref().unwrap_or("amazon") {
+            "amazon" => TlsRoots::Amazon,
+            "platform" => TlsRoots::Platform,
+            other => {
+                return Err(ConfigError::new(
+                    "KEYGATE_TLS_ROOTS",
+                    format!("amazon or platform, got {other:?}"),
+                ))
+            }
+        };
+        Ok(Self {
+            table,
+            format,
+            tls_roots,
+        })
     }
 }
 

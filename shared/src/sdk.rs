@@ -13,21 +13,30 @@
 //! from Mozilla's list compiled in (`webpki-root-certs`); no other CA can
 //! vouch for a DynamoDB or Secrets Manager endpoint. Reading the platform
 //! store instead walks `/etc/ssl/certs` file by file and decodes every root:
-//! about 5 ms of every cold start on this machine. `KEYGATE_TLS_ROOTS=platform`
-//! trusts the platform store (for an endpoint behind another CA).
+//! about 5 ms of every cold start on this machine. [`TlsRoots::Platform`]
+//! (`KEYGATE_TLS_ROOTS=platform`, read with the deployment's settings)
+//! trusts the platform store instead, for an endpoint behind another CA.
 
 use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
 use base64::engine::{general_purpose::STANDARD, Engine};
 
+/// Which certificate authorities the functions' HTTPS client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsRoots {
+    /// The Amazon Trust Services roots, compiled in.
+    #[default]
+    Amazon,
+    /// The platform's certificate store (read once per process).
+    Platform,
+}
+
 /// The config loader with the workspace's HTTP client; callers add
 /// timeouts or retries and `load()` it.
-pub fn loader() -> ConfigLoader {
-    let platform = std::env::var("KEYGATE_TLS_ROOTS").is_ok_and(|v| v == "platform");
-    let roots = if platform {
-        TrustStore::default()
-    } else {
-        amazon_roots()
+pub fn loader(roots: TlsRoots) -> ConfigLoader {
+    let roots = match roots {
+        TlsRoots::Amazon => amazon_roots(),
+        TlsRoots::Platform => TrustStore::default(),
     };
     // Building a context from a trust store cannot fail today; if it ever
     // did, the platform's roots are the safe fallback, not no TLS.
@@ -43,8 +52,8 @@ pub fn loader() -> ConfigLoader {
 }
 
 /// The SDK configuration from the environment, with [`loader`]'s client.
-pub async fn load() -> aws_config::SdkConfig {
-    loader().load().await
+pub async fn load(roots: TlsRoots) -> aws_config::SdkConfig {
+    loader(roots).load().await
 }
 
 /// Subjects (common names) of the roots AWS endpoints chain to.
@@ -56,10 +65,12 @@ const AMAZON_ROOTS: [&str; 5] = [
     "Starfield Services Root Certificate Authority - G2",
 ];
 
+/// Whether a certificate's DER names one of [`AMAZON_ROOTS`] (a root's
+/// subject is its issuer too; no other root names them).
 fn is_amazon_root(der: &[u8]) -> bool {
     AMAZON_ROOTS
         .iter()
-        .any(|cn| der.windows(cn.len()).any(|w| w == cn.as_bytes()))
+        .any(|cn| memchr::memmem::find(der, cn.as_bytes()).is_some())
 }
 
 /// The Amazon roots, as the PEM the SDK's trust store takes.

@@ -31,7 +31,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "AWS_ENDPOINT_URL must point at the local emulator (run `make test`), got {endpoint:?}"
     );
-    keygate::sdk::load().await
+    keygate::sdk::load(keygate::sdk::TlsRoots::Amazon).await
 }
 
 /// A DynamoDB client for the local emulator.

@@ -3,8 +3,8 @@
 //! refused before any request is sent, and is reached once its CA is trusted
 //! (through the platform-store opt-out, `KEYGATE_TLS_ROOTS=platform`).
 //!
-//! One test in its own process: it sets environment variables, and the SDK
-//! reads the platform store once per process.
+//! One test in its own process: it points the platform store at its CA
+//! (`SSL_CERT_FILE`), which the SDK reads once per process.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use keygate::sdk::TlsRoots;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
@@ -79,8 +80,8 @@ async fn tls_endpoint() -> (u16, String, Arc<AtomicUsize>) {
     (port, ca_pem, served)
 }
 
-async fn list_tables(port: u16) -> Result<Vec<String>, String> {
-    let sdk = keygate::sdk::loader()
+async fn list_tables(port: u16, roots: TlsRoots) -> Result<Vec<String>, String> {
+    let sdk = keygate::sdk::loader(roots)
         .endpoint_url(format!("https://127.0.0.1:{port}"))
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))
@@ -99,8 +100,7 @@ async fn only_endpoints_chaining_to_a_trusted_root_are_reached() {
     let (port, ca_pem, served) = tls_endpoint().await;
 
     // The default roots (Amazon's): the test CA is unknown.
-    std::env::remove_var("KEYGATE_TLS_ROOTS");
-    let refused = list_tables(port).await.unwrap_err();
+    let refused = list_tables(port, TlsRoots::Amazon).await.unwrap_err();
     assert!(
         refused.to_lowercase().contains("certificate") || refused.contains("UnknownIssuer"),
         "refused for another reason: {refused}"
@@ -113,8 +113,7 @@ async fn only_endpoints_chaining_to_a_trusted_root_are_reached() {
     std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
     std::env::set_var("SSL_CERT_FILE", dir.join("ca.pem"));
     std::env::set_var("SSL_CERT_DIR", dir.join("certs"));
-    std::env::set_var("KEYGATE_TLS_ROOTS", "platform");
-    let listed = list_tables(port).await;
+    let listed = list_tables(port, TlsRoots::Platform).await;
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(listed, Ok(vec![]));
     assert!(served.load(Ordering::SeqCst) >= 1);

@@ -6,6 +6,7 @@ use keygate::authorize::AuthConfig;
 pub use keygate::config::ConfigError;
 use keygate::config::Deployment;
 use keygate::key::KeyFormat;
+use keygate::sdk::TlsRoots;
 
 use crate::handler::Settings;
 use crate::response::V2Response;
@@ -15,6 +16,7 @@ use crate::response::V2Response;
 pub struct Config {
     pub table: String,
     pub format: KeyFormat,
+    pub tls_roots: TlsRoots,
     pub settings: Settings,
     pub auth: AuthConfig,
 }
@@ -26,7 +28,11 @@ fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
 impl Config {
     /// Read from a lookup function (the process environment in `main`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let Deployment { table, format } = Deployment::from_lookup(&get)?;
+        let Deployment {
+            table,
+            format,
+            tls_roots,
+        } = Deployment::from_lookup(&get)?;
         let v2_response = match get("KEYGATE_V2_RESPONSE").as_deref().unwrap_or("simple") {
             "simple" => V2Response::Simple,
             "iam" => V2Response::Iam,
@@ -45,6 +51,7 @@ impl Config {
         Ok(Self {
             table,
             format,
+            tls_roots,
             settings: Settings {
                 v2_response,
                 deadline: Duration::from_millis(deadline_ms),
@@ -93,12 +100,22 @@ mod tests {
         assert_eq!(c.format.prefix(), "ak");
         assert_eq!(c.settings.v2_response, V2Response::Simple);
         assert_eq!(c.settings.deadline, Duration::from_millis(1500));
+        assert_eq!(c.tls_roots, TlsRoots::Amazon);
         assert_eq!(from(&[]).unwrap_err().name, "KEYGATE_TABLE");
         assert_eq!(
             from(&[("KEYGATE_TABLE", "t"), ("KEYGATE_KEY_ENV", "prod")])
                 .unwrap_err()
                 .name,
             "KEYGATE_KEY_ENV"
+        );
+        let platform = [("KEYGATE_TABLE", "t"), ("KEYGATE_TLS_ROOTS", "platform")];
+        assert_eq!(from(&platform).unwrap().tls_roots, TlsRoots::Platform);
+        // A misspelt value refuses to start rather than quietly meaning "amazon".
+        assert_eq!(
+            from(&[("KEYGATE_TABLE", "t"), ("KEYGATE_TLS_ROOTS", "Platform")])
+                .unwrap_err()
+                .name,
+            "KEYGATE_TLS_ROOTS"
         );
         assert_eq!(
             from(&[("KEYGATE_TABLE", "t"), ("KEYGATE_DEADLINE_MS", "99999")])

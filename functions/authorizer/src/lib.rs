@@ -22,7 +22,7 @@ use keygate::store::DynamoStore;
 /// timeouts that fit the deadline.
 pub async fn build(config: &Config) -> Handler<DynamoStore, SystemClock> {
     let (timeouts, retries) = config.sdk_timeouts();
-    let sdk = keygate::sdk::loader()
+    let sdk = keygate::sdk::loader(config.tls_roots)
         .timeout_config(timeouts)
         .retry_config(retries)
         .load()

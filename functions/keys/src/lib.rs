@@ -19,7 +19,7 @@ pub async fn build(
 ) -> Result<KeyService<DynamoStore, SystemClock, SecretsManager>, ConfigError> {
     let deployment = Deployment::from_lookup(&get)?;
     let prefix = get("KEYGATE_SECRET_PREFIX").unwrap_or_else(|| "keygate".into());
-    let sdk = keygate::sdk::load().await;
+    let sdk = keygate::sdk::load(deployment.tls_roots).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), deployment.table);
     let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk));
     Ok(KeyService::new(

@@ -11,7 +11,7 @@ use rotation::Settings;
 async fn main() -> Result<(), Error> {
     keygate::logs::init();
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
-    let sdk = keygate::sdk::load().await;
+    let sdk = keygate::sdk::load(settings.deployment.tls_roots).await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         settings.deployment.table.clone(),

@@ -63,7 +63,7 @@ pub async fn build<C: Clock>(
     clock: C,
 ) -> Result<UsageService<DynamoStore, C>, ConfigError> {
     let settings = Settings::from_lookup(get)?;
-    let sdk = keygate::sdk::load().await;
+    let sdk = keygate::sdk::load(settings.deployment.tls_roots).await;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         settings.deployment.table,

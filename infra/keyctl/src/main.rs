@@ -161,10 +161,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         "KEYGATE_TABLE" => Some(cli.table.clone()),
         "KEYGATE_KEY_PREFIX" => Some(cli.prefix.clone()),
         "KEYGATE_KEY_ENV" => Some(cli.key_env.clone()),
+        "KEYGATE_TLS_ROOTS" => std::env::var(name).ok(),
         _ => None,
     };
     let deployment = Deployment::from_lookup(&lookup)?;
-    let sdk = keygate::sdk::load().await;
+    let sdk = keygate::sdk::load(deployment.tls_roots).await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let service = KeyService::new(
         DynamoStore::new(client.clone(), deployment.table.clone()),

@@ -58,6 +58,11 @@ fn small() -> Thresholds {
     }
 }
 
+/// The request most tests send: `GET /orders/1` from 203.0.113.10.
+fn order(key: &ApiKey) -> Value {
+    request(key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10")
+}
+
 /// A payload 2.0 request for `route_key` (e.g. `GET /orders/{id}`) at `path`.
 fn request(key: &ApiKey, method: &str, route_key: &str, path: &str, ip: &str) -> Value {
     let mut ev = with_route(
@@ -126,27 +131,42 @@ impl Rig {
     }
 
     async fn get(&self, caller: &Caller, path: &str, query: &[(&str, &str)]) -> (u16, Body) {
-        let resp = route(
-            &self.usage,
-            ApiRequest {
-                method: "GET",
-                path,
-                query: query
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-                content_type: None,
-                body: b"",
-                caller: Some(caller.clone()),
-            },
-        )
-        .await;
-        // Every JSON answer is checked against the OpenAPI contract.
-        if let Body::Json(v) = &resp.body {
-            keygate_tests::openapi::check("GET", path, resp.status, v);
-        }
-        (resp.status, resp.body)
+        get_from(&self.usage, caller, path, query).await
     }
+}
+
+/// A GET through the usage routes of `usage`, its JSON answer checked
+/// against the OpenAPI contract.
+async fn get_from<S, C>(
+    usage: &UsageService<S, C>,
+    caller: &Caller,
+    path: &str,
+    query: &[(&str, &str)],
+) -> (u16, Body)
+where
+    S: KeyAdmin + keygate::store::UsageStore,
+    C: Clock,
+{
+    let resp = route(
+        usage,
+        ApiRequest {
+            method: "GET",
+            path,
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            content_type: None,
+            body: b"",
+            caller: Some(caller.clone()),
+        },
+    )
+    .await;
+    // Every JSON answer is checked against the OpenAPI contract.
+    if let Body::Json(v) = &resp.body {
+        keygate_tests::openapi::check("GET", path, resp.status, v);
+    }
+    (resp.status, resp.body)
 }
 
 fn caller(owner: &str, scopes: &[&str]) -> Caller {
@@ -348,11 +368,7 @@ async fn bad_ranges_and_formats_are_clear_4xx() {
 async fn another_owners_usage_is_not_found() {
     let rig = rig(Thresholds::default()).await;
     let (key, record) = rig.issue("acme", |_| {}).await;
-    rig.hit(
-        &request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10"),
-        1,
-    )
-    .await;
+    rig.hit(&order(&key), 1).await;
     let path = format!("/v1/usage/keys/{}", record.key_id.as_str());
     let other = caller("globex", &["usage:read"]);
     let (status, body) = rig.get(&other, &path, &[]).await;
@@ -506,14 +522,13 @@ async fn near_quota_flag() {
     };
     let (close, close_rec) = rig.issue("acme", quota(10)).await;
     let (far, far_rec) = rig.issue("acme", quota(20)).await;
-    let at = |k| request(k, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10");
     // Monthly quotas add up over the month: 4 + 4 of 10 is 80%.
     rig.at_day(-1);
-    rig.hit(&at(&close), 4).await;
-    rig.hit(&at(&far), 4).await;
+    rig.hit(&order(&close), 4).await;
+    rig.hit(&order(&far), 4).await;
     rig.at_day(0);
-    rig.hit(&at(&close), 4).await;
-    rig.hit(&at(&far), 4).await;
+    rig.hit(&order(&close), 4).await;
+    rig.hit(&order(&far), 4).await;
     let report = rig.report_for(0).await;
     assert!(flagged(&report, "near_quota", &close_rec), "{report:?}");
     assert!(!flagged(&report, "near_quota", &far_rec), "{report:?}");
@@ -529,11 +544,10 @@ async fn unused_key_flag() {
     rig.at_day(-10);
     let (idle, idle_rec) = rig.issue("acme", |_| {}).await;
     let (busy, busy_rec) = rig.issue("acme", |_| {}).await;
-    let at = |k| request(k, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10");
     rig.at_day(-9);
-    rig.hit(&at(&idle), 1).await;
+    rig.hit(&order(&idle), 1).await;
     rig.at_day(0);
-    rig.hit(&at(&busy), 1).await;
+    rig.hit(&order(&busy), 1).await;
     // Too young to be called unused.
     let (_, young_rec) = rig.issue("acme", |_| {}).await;
     let report = rig.report_for(0).await;
@@ -558,11 +572,7 @@ async fn dynamodb_failing_is_a_503_and_a_retried_job() {
     use keygate_tests::faults::{Fault, FaultProxy};
     let rig = rig(Thresholds::default()).await;
     let (key, record) = rig.issue("acme", |_| {}).await;
-    rig.hit(
-        &request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10"),
-        2,
-    )
-    .await;
+    rig.hit(&order(&key), 2).await;
     let proxy = FaultProxy::to_emulator().await;
     let conf = aws_sdk_dynamodb::config::Builder::from(&keygate_tests::sdk_config().await)
         .endpoint_url(proxy.endpoint())
@@ -577,17 +587,9 @@ async fn dynamodb_failing_is_a_503_and_a_retried_job() {
         "/v1/usage".to_owned(),
     ];
     for path in &paths {
-        let req = ApiRequest {
-            method: "GET",
-            path,
-            query: vec![],
-            content_type: None,
-            body: b"",
-            caller: Some(admin.clone()),
-        };
-        let resp = route(&usage, req).await;
-        assert_eq!(resp.status, 503, "{path}");
-        assert_eq!(json_of(resp.body)["error"]["code"], json!("unavailable"));
+        let (status, body) = get_from(&usage, &admin, path, &[]).await;
+        assert_eq!(status, 503, "{path}");
+        assert_eq!(json_of(body)["error"]["code"], json!("unavailable"));
     }
     rig.clock.set(NOON + DAY / 2 + 900);
     assert!(usage.daily(None).await.is_err(), "a failed run must fail");
@@ -620,7 +622,7 @@ async fn one_failing_owner_does_not_stop_the_others() {
     let mut keys = Vec::new();
     for (owner, hits) in [("acme", 2), ("globex", 3), ("initech", 4)] {
         let (key, record) = rig.issue(owner, |_| {}).await;
-        let ev = request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10");
+        let ev = order(&key);
         assert_eq!(rig.hit(&ev, hits).await, hits);
         keys.push((owner, hits, record));
     }

@@ -36,34 +36,50 @@ impl Deployment {
         let table =
             get("KEYGATE_TABLE").ok_or_else(|| ConfigError::new("KEYGATE_TABLE", "required"))?;
         let prefix = get("KEYGATE_KEY_PREFIX").unwrap_or_else(|| "ak".into());
-        let env = match get("KEYGATE_KEY_ENV").as_deref().unwrap_or("live") {
-            "live" => KeyEnv::Live,
-            "test" => KeyEnv::Test,
-            other => {
-                return Err(ConfigError::new(
-                    "KEYGATE_KEY_ENV",
-                    format!("live or test, got {other:?}"),
-                ))
-            }
-        };
+        let env = one_of(
+            get,
+            "KEYGATE_KEY_ENV",
+            &[("live", KeyEnv::Live), ("test", KeyEnv::Test)],
+        )?;
         let format = KeyFormat::new(&prefix, env)
             .map_err(|e| ConfigError::new("KEYGATE_KEY_PREFIX", e.to_string()))?;
-        let tls_roots = match get("KEYGATE_TLS_ROOTS").as_deref().unwrap_or("amazon") {
-            "amazon" => TlsRoots::Amazon,
-            "platform" => TlsRoots::Platform,
-            other => {
-                return Err(ConfigError::new(
-                    "KEYGATE_TLS_ROOTS",
-                    format!("amazon or platform, got {other:?}"),
-                ))
-            }
-        };
+        let tls_roots = one_of(
+            get,
+            "KEYGATE_TLS_ROOTS",
+            &[
+                ("amazon", TlsRoots::Amazon),
+                ("platform", TlsRoots::Platform),
+            ],
+        )?;
         Ok(Self {
             table,
             format,
             tls_roots,
         })
     }
+}
+
+/// A setting with a fixed set of values, read through `get`: the first
+/// choice when unset, an error listing the choices for anything else.
+pub fn one_of<T: Copy>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(value) = get(name) else {
+        return choices
+            .first()
+            .map(|(_, v)| *v)
+            .ok_or_else(|| ConfigError::new(name, "no choices"));
+    };
+    choices
+        .iter()
+        .find(|(text, _)| *text == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(text, _)| *text).collect();
+            ConfigError::new(name, format!("{}, got {value:?}", names.join(" or ")))
+        })
 }
 
 /// A whole-number setting read through `get`: `default` when unset, an error
@@ -79,5 +95,26 @@ pub fn whole_number(
         Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
             ConfigError::new(name, format!("a whole number up to {max}, got {v:?}"))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_defaults_to_the_first_choice_and_names_them_all_when_wrong() {
+        let choices = [
+            ("amazon", TlsRoots::Amazon),
+            ("platform", TlsRoots::Platform),
+        ];
+        let unset = |_: &str| None;
+        assert_eq!(one_of(&unset, "X", &choices).unwrap(), TlsRoots::Amazon);
+        let set = |_: &str| Some("platform".to_owned());
+        assert_eq!(one_of(&set, "X", &choices).unwrap(), TlsRoots::Platform);
+        let wrong = |_: &str| Some("Platform".to_owned());
+        let err = one_of(&wrong, "X", &choices).unwrap_err();
+        assert_eq!(err.name, "X");
+        assert_eq!(err.problem, r#"amazon or platform, got "Platform""#);
     }
 }

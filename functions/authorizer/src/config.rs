@@ -21,10 +21,6 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::new(name, problem)
-}
-
 impl Config {
     /// Read from a lookup function (the process environment in `main`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -33,16 +29,11 @@ impl Config {
             format,
             tls_roots,
         } = Deployment::from_lookup(&get)?;
-        let v2_response = match get("KEYGATE_V2_RESPONSE").as_deref().unwrap_or("simple") {
-            "simple" => V2Response::Simple,
-            "iam" => V2Response::Iam,
-            other => {
-                return Err(bad(
-                    "KEYGATE_V2_RESPONSE",
-                    format!("simple or iam, got {other:?}"),
-                ))
-            }
-        };
+        let v2_response = keygate::config::one_of(
+            &get,
+            "KEYGATE_V2_RESPONSE",
+            &[("simple", V2Response::Simple), ("iam", V2Response::Iam)],
+        )?;
         let number = |name: &'static str, default: u64, max: u64| {
             keygate::config::whole_number(&get, name, default, max)
         };

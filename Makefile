@@ -6,11 +6,12 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 EMU := infra/local/with-emulator
+DYN := infra/local/with-dynalite
 STACK := infra/local/stack
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
-.PHONY: help tools dev-tools iac test unit lint fmt dev bench build clean-local fuzz
+.PHONY: help tools dev-tools dynalite iac test unit lint fmt dev bench build clean-local fuzz
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +29,16 @@ $(VENV)/.dev-tools: $(VENV)/.test-tools infra/requirements-dev.txt
 
 dev-tools: $(VENV)/.dev-tools ## Install cargo-lambda, zig and the SAM CLI into the virtualenv
 
+# dynalite (npm), the second emulator that validates every DynamoDB request
+# shape the tests sent (infra/local/replay_requests.py), exactly as locked.
+DYNALITE_DIR := infra/local/dynalite
+
+$(DYNALITE_DIR)/node_modules/.installed: $(DYNALITE_DIR)/package.json $(DYNALITE_DIR)/package-lock.json
+	npm ci --prefix $(DYNALITE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+dynalite: $(DYNALITE_DIR)/node_modules/.installed ## Install dynalite (npm ci) into infra/local/dynalite
+
 SCAN_VENV := $(VENV)/scan
 
 $(SCAN_VENV)/.installed: infra/requirements-scan.txt | $(VENV)/.test-tools
@@ -36,6 +47,9 @@ $(SCAN_VENV)/.installed: infra/requirements-scan.txt | $(VENV)/.test-tools
 	touch $@
 
 TEST_LOGS := $(CURDIR)/.local/test-logs
+# One JSON line per distinct DynamoDB request shape the tests sent (written by
+# the capture proxy in front of the emulator), replayed against dynalite.
+CAPTURE := $(TEST_LOGS)/dynamodb-requests.jsonl
 
 # checkov fails on any finding not suppressed in template.yaml (each
 # suppression is a resource's Metadata.checkov.skip entry with its reason).
@@ -44,16 +58,19 @@ iac: tools $(SCAN_VENV)/.installed ## Check template.yaml offline (SAM lint, cfn
 	$(VENV)/bin/sam validate --lint --template template.yaml
 	$(SCAN_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
-test: dev-tools iac ## Run every test; starts and stops its own emulator and local API
+test: dev-tools iac dynalite ## Run every test; starts and stops its own emulators and local API
 	rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
 	cargo build --workspace --bins --locked
-	KEYGATE_TEST_LOGS=$(TEST_LOGS) $(EMU) cargo test --workspace --all-targets --locked 2>&1 \
-	  | tee $(TEST_LOGS)/cargo-test.out
+	KEYGATE_TEST_LOGS=$(TEST_LOGS) KEYGATE_REALISM_CAPTURE=$(CAPTURE) $(EMU) $(DYN) \
+	  cargo test --workspace --all-targets --locked 2>&1 | tee $(TEST_LOGS)/cargo-test.out
 	# The API over HTTP: end-to-end tests and schemathesis through the gateway.
-	KEYGATE_TEST_LOGS=$(TEST_LOGS) KEYGATE_STACK_LOGS=$(TEST_LOGS) $(EMU) $(STACK) infra/local/api-tests 2>&1 \
-	  | tee -a $(TEST_LOGS)/cargo-test.out
+	KEYGATE_TEST_LOGS=$(TEST_LOGS) KEYGATE_STACK_LOGS=$(TEST_LOGS) KEYGATE_REALISM_CAPTURE=$(CAPTURE) \
+	  $(EMU) $(STACK) infra/local/api-tests 2>&1 | tee -a $(TEST_LOGS)/cargo-test.out
 	KEYGATE_TEST_LOGS=$(TEST_LOGS) cargo run --quiet --locked -p keygate-tests --bin check-logs
 	@awk '/^test result:/ {p+=$$4; f+=$$6; i+=$$8} END {printf "test result: %s. %d passed; %d failed; %d ignored; 0 measured; 0 filtered out (whole suite)\n", (f ? "FAILED" : "ok"), p, f, i; exit (f > 0)}' $(TEST_LOGS)/cargo-test.out
+	# Every request shape the suite sent, validated again by dynalite (fails on
+	# a missing or incomplete capture too).
+	$(DYN) $(PY) infra/local/replay_requests.py $(CAPTURE)
 
 unit: ## Unit tests only (no emulator)
 	cargo test --workspace --lib --locked

@@ -6,7 +6,8 @@
 //! 1. credential present, and not in the query string (no I/O);
 //! 2. parse and checksum (no I/O): malformed keys never reach DynamoDB;
 //! 3. SHA-256;
-//! 4. key record, from a short-lived container cache or one `GetItem`;
+//! 4. key record, from a short-lived container cache or one eventually
+//!    consistent `GetItem`;
 //! 5. status and expiry;
 //! 6. source IP against the allowlist;
 //! 7. method and path against the scopes;
@@ -14,8 +15,24 @@
 //!    quota and rate, and counts usage ([`crate::store::admission`]).
 //!
 //! In the steady state an allowed request costs exactly that one write.
-//! Denials after step 4 are counted in the key's usage with one more write.
+//! Denials after step 4 are counted in the key's usage with one more write
+//! (best effort: a lost count is logged, the deny keeps its reason).
 //! Every store failure is an [`AuthError`]; callers must turn it into a deny.
+//!
+//! **Reads that may be stale.** DynamoDB's default reads are eventually
+//! consistent: for about a second after a write, a `GetItem` may return the
+//! item as it was, or nothing for a new item. A positive decision needs no
+//! fresh read (the admission write re-checks the record's version), but a
+//! negative one would be wrong: a just-issued key `not_found`, a just-widened
+//! scope `scope_denied`, a just-updated key `revoked`. So no request is
+//! denied on a record that did not come from a strongly consistent read:
+//! a negative answer from an eventually consistent read (or from the cache
+//! filled by one) is confirmed by one consistent `GetItem` first. Cost bound:
+//! a well-formed but unknown key costs two reads (0.5 + 1 RCU; forging one
+//! takes only the offline checksum, so a flood of distinct unknown keys costs
+//! 1.5 RCU each); a known key denied by its record costs one consistent read
+//! per container and cache TTL, after which the confirmed record is trusted
+//! for denials until it expires from the cache.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,6 +58,8 @@ pub enum Credential<'a> {
     Presented(&'a str),
     /// A key-like parameter was in the query string: refused whatever else.
     InQuery,
+    /// Two headers carried two different keys: refused, neither is used.
+    Conflicting,
     Missing,
 }
 
@@ -100,9 +119,18 @@ impl Default for AuthConfig {
     }
 }
 
+/// A cached record: when it was read, and whether that read was strongly
+/// consistent (only then may it deny).
+#[derive(Clone)]
+struct Cached {
+    record: KeyRecord,
+    at: Timestamp,
+    consistent: bool,
+}
+
 #[derive(Default)]
 struct Cache {
-    records: HashMap<String, (KeyRecord, Timestamp)>,
+    records: HashMap<String, Cached>,
     hints: HashMap<String, CounterHints>,
     /// Allowance id -> the day this container last pruned its usage.
     pruned: HashMap<String, String>,
@@ -120,6 +148,9 @@ pub struct Authorizer<S, C> {
 /// What step 4-8 work on.
 struct Known {
     record: KeyRecord,
+    /// Read with `ConsistentRead` (now or within the cache TTL): it may deny.
+    consistent: bool,
+    /// Read with `ConsistentRead` during this decision: the latest there is.
     fresh: bool,
 }
 
@@ -147,6 +178,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         let presented = match req.credential {
             Credential::Missing => return Ok(offline(DenyReason::Missing)),
             Credential::InQuery => return Ok(offline(DenyReason::KeyInQuery)),
+            Credential::Conflicting => return Ok(offline(DenyReason::ConflictingKeys)),
             Credential::Presented(text) => text,
         };
         let Ok(key) = self.format.parse(presented) else {
@@ -158,20 +190,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         let fail = |requests, source| AuthError::Store { requests, source };
 
         let mut known = match self.cached(&hash, now) {
-            Some(record) => Known {
-                record,
-                fresh: false,
-            },
-            None => {
-                requests += 1;
-                match self.store.key_by_hash(&hash, false).await {
-                    Ok(Some(record)) => {
-                        self.remember(&hash, &record, now);
-                        Known {
-                            record,
-                            fresh: true,
-                        }
-                    }
+            Some(known) => known,
+            None => match self.read(&hash, false, now, &mut requests).await {
+                Ok(Some(known)) => known,
+                // Maybe only not there yet: confirm before denying.
+                Ok(None) => match self.read(&hash, true, now, &mut requests).await {
+                    Ok(Some(known)) => known,
                     Ok(None) => {
                         return Ok(Verdict {
                             decision: Decision::Deny(DenyReason::NotFound),
@@ -180,16 +204,31 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         })
                     }
                     Err(e) => return Err(fail(requests, e)),
-                }
-            }
+                },
+                Err(e) => return Err(fail(requests, e)),
+            },
         };
 
         let mut attempts = 0;
         let outcome = loop {
-            let record = &known.record;
-            if let Some(reason) = check_record(record, req, now) {
-                break Err(reason);
+            if let Some(reason) = check_record(&known.record, req, now) {
+                if known.consistent {
+                    break Err(reason);
+                }
+                // A stale record may deny what the current one allows.
+                match self.read(&hash, true, now, &mut requests).await {
+                    Ok(Some(fresh)) => {
+                        known = fresh;
+                        continue;
+                    }
+                    Ok(None) => {
+                        self.forget(&hash);
+                        break Err(DenyReason::Revoked);
+                    }
+                    Err(e) => return Err(fail(requests, e)),
+                }
             }
+            let record = &known.record;
             attempts += 1;
             if attempts > self.config.max_attempts {
                 return Err(AuthError::Contention { requests });
@@ -244,23 +283,14 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                             _ => DenyReason::Expired,
                         });
                     }
-                    Explained::Stale => {
-                        requests += 1;
-                        match self.store.key_by_hash(&hash, true).await {
-                            Ok(Some(record)) => {
-                                self.remember(&hash, &record, now);
-                                known = Known {
-                                    record,
-                                    fresh: true,
-                                };
-                            }
-                            Ok(None) => {
-                                self.forget(&hash);
-                                break Err(DenyReason::Revoked);
-                            }
-                            Err(e) => return Err(fail(requests, e)),
+                    Explained::Stale => match self.read(&hash, true, now, &mut requests).await {
+                        Ok(Some(fresh)) => known = fresh,
+                        Ok(None) => {
+                            self.forget(&hash);
+                            break Err(DenyReason::Revoked);
                         }
-                    }
+                        Err(e) => return Err(fail(requests, e)),
+                    },
                 },
                 Err(e) => return Err(fail(requests, e)),
             }
@@ -278,10 +308,15 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             Err(reason) => {
                 requests += 1;
                 let day = day_string(now);
-                self.store
+                // The decision is a deny either way: a lost count must not
+                // turn it into `error` and hide its reason.
+                if let Err(e) = self
+                    .store
                     .record_denial(&record.allowance_id, &record.key_id, reason, &day)
                     .await
-                    .map_err(|e| fail(requests, e))?;
+                {
+                    tracing::warn!(key_id = %record.key_id, reason = %reason, error = %e, cause = ?std::error::Error::source(&e), "denial count lost");
+                }
                 Decision::Deny(reason)
             }
         };
@@ -292,22 +327,51 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         })
     }
 
-    fn cached(&self, hash: &KeyHash, now: Timestamp) -> Option<KeyRecord> {
-        let cache = self.cache.lock().ok()?;
-        let (record, at) = cache.records.get(hash.as_str())?;
-        (now - at < self.config.cache_ttl && now >= *at).then(|| record.clone())
+    /// Read the record (counted in `requests`) and cache it.
+    async fn read(
+        &self,
+        hash: &KeyHash,
+        consistent: bool,
+        now: Timestamp,
+        requests: &mut u32,
+    ) -> Result<Option<Known>, StoreError> {
+        *requests += 1;
+        let found = self.store.key_by_hash(hash, consistent).await?;
+        Ok(found.map(|record| {
+            self.remember(hash, &record, now, consistent);
+            Known {
+                record,
+                consistent,
+                fresh: consistent,
+            }
+        }))
     }
 
-    fn remember(&self, hash: &KeyHash, record: &KeyRecord, now: Timestamp) {
+    fn cached(&self, hash: &KeyHash, now: Timestamp) -> Option<Known> {
+        let cache = self.cache.lock().ok()?;
+        let cached = cache.records.get(hash.as_str())?;
+        (now - cached.at < self.config.cache_ttl && now >= cached.at).then(|| Known {
+            record: cached.record.clone(),
+            consistent: cached.consistent,
+            fresh: false,
+        })
+    }
+
+    fn remember(&self, hash: &KeyHash, record: &KeyRecord, now: Timestamp, consistent: bool) {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.records.len() >= self.config.cache_entries {
                 cache.records.clear();
                 cache.hints.clear();
                 cache.pruned.clear();
             }
-            cache
-                .records
-                .insert(hash.as_str().to_owned(), (record.clone(), now));
+            cache.records.insert(
+                hash.as_str().to_owned(),
+                Cached {
+                    record: record.clone(),
+                    at: now,
+                    consistent,
+                },
+            );
         }
     }
 

@@ -82,6 +82,21 @@ pub fn one_of<T: Copy>(
         })
 }
 
+/// `KEYGATE_ROTATION_DAYS` (template parameter `RotationDays`): days between
+/// scheduled rotations of keys issued without a `rotation_days` of their own,
+/// `0` for never; [`crate::model::DEFAULT_ROTATION_DAYS`] when unset, an error
+/// above [`crate::model::MAX_ROTATION_DAYS`].
+pub fn rotation_days(get: &impl Fn(&str) -> Option<String>) -> Result<u32, ConfigError> {
+    let days = whole_number(
+        get,
+        "KEYGATE_ROTATION_DAYS",
+        u64::from(crate::model::DEFAULT_ROTATION_DAYS),
+        u64::from(crate::model::MAX_ROTATION_DAYS),
+    )?;
+    // Bounded above by a u32 constant.
+    Ok(u32::try_from(days).unwrap_or(crate::model::MAX_ROTATION_DAYS))
+}
+
 /// A whole-number setting read through `get`: `default` when unset, an error
 /// naming the setting when it is not a number up to `max`.
 pub fn whole_number(
@@ -116,5 +131,25 @@ mod tests {
         let err = one_of(&wrong, "X", &choices).unwrap_err();
         assert_eq!(err.name, "X");
         assert_eq!(err.problem, r#"amazon or platform, got "Platform""#);
+    }
+
+    #[test]
+    fn rotation_days_is_read_bounded_and_zero_means_never() {
+        let unset = |_: &str| None;
+        assert_eq!(
+            rotation_days(&unset).unwrap(),
+            crate::model::DEFAULT_ROTATION_DAYS
+        );
+        let never = |_: &str| Some("0".to_owned());
+        assert_eq!(rotation_days(&never).unwrap(), 0);
+        let weekly = |_: &str| Some("7".to_owned());
+        assert_eq!(rotation_days(&weekly).unwrap(), 7);
+        for bad in ["-1", "ninety", "99999999"] {
+            let get = |_: &str| Some(bad.to_owned());
+            assert_eq!(
+                rotation_days(&get).unwrap_err().name,
+                "KEYGATE_ROTATION_DAYS"
+            );
+        }
     }
 }

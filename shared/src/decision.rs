@@ -19,6 +19,9 @@ pub enum DenyReason {
     Malformed,
     /// A key was presented in the query string, where keys leak into logs.
     KeyInQuery,
+    /// `Authorization: Bearer` and `X-API-Key` carried two different keys:
+    /// one request, one credential.
+    ConflictingKeys,
     /// Well-formed but unknown.
     NotFound,
     Revoked,
@@ -30,10 +33,11 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
-    pub const ALL: [DenyReason; 10] = [
+    pub const ALL: [DenyReason; 11] = [
         DenyReason::Missing,
         DenyReason::Malformed,
         DenyReason::KeyInQuery,
+        DenyReason::ConflictingKeys,
         DenyReason::NotFound,
         DenyReason::Revoked,
         DenyReason::Expired,
@@ -48,6 +52,7 @@ impl DenyReason {
             DenyReason::Missing => "missing",
             DenyReason::Malformed => "malformed",
             DenyReason::KeyInQuery => "key_in_query",
+            DenyReason::ConflictingKeys => "conflicting_keys",
             DenyReason::NotFound => "not_found",
             DenyReason::Revoked => "revoked",
             DenyReason::Expired => "expired",

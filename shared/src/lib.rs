@@ -15,6 +15,7 @@
 //! - [`table`]: the table definition, read from `template.yaml`;
 //! - [`usage`]: usage reports, billing totals and anomaly flags.
 
+pub mod address;
 pub mod authorize;
 pub mod base62;
 pub mod clock;

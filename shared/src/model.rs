@@ -14,6 +14,8 @@ use crate::scope::Scope;
 
 /// Days between scheduled rotations unless a key says otherwise.
 pub const DEFAULT_ROTATION_DAYS: u32 = 90;
+/// Longest rotation interval a key or a deployment may set (ten years).
+pub const MAX_ROTATION_DAYS: u32 = 3650;
 
 /// Lifecycle state of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,12 +63,38 @@ pub enum ScopeError {
     BadSegment(String),
     #[error("permission must look like 'resource:action' in lower case, or 'admin'")]
     Permission,
+    #[error("a scope may not contain {LIST_SEPARATOR:?}, which separates scopes in the authorizer context")]
+    Separator,
+}
+
+/// What separates scopes where a list travels as one string: the authorizer
+/// context (REST context values must be strings, numbers or booleans, per
+/// API Gateway's Lambda authorizer output reference). [`Scope::parse`]
+/// refuses it inside a scope, so a joined list always splits back into the
+/// same scopes, whatever the entry point (API, `keyctl`, store).
+pub const LIST_SEPARATOR: char = ',';
+
+/// Scopes as one string, for the authorizer context.
+pub fn join_list(scopes: &[Scope]) -> String {
+    let texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    texts.join(&LIST_SEPARATOR.to_string())
+}
+
+/// Scopes from a string made by [`join_list`]; any invalid part fails it all.
+pub fn split_list(text: &str) -> Result<Vec<Scope>, ScopeError> {
+    text.split(LIST_SEPARATOR)
+        .filter(|s| !s.is_empty())
+        .map(Scope::parse)
+        .collect()
 }
 
 impl Scope {
     pub fn parse(text: &str) -> Result<Self, ScopeError> {
         if text.is_empty() || text.len() > MAX_SCOPE_LEN {
             return Err(ScopeError::Length);
+        }
+        if text.contains(LIST_SEPARATOR) {
+            return Err(ScopeError::Separator);
         }
         if text == "admin" {
             return Ok(Scope::Admin);
@@ -290,6 +316,23 @@ mod tests {
 
     fn s(text: &str) -> Scope {
         Scope::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_list_separator_is_refused_everywhere_in_a_scope() {
+        for text in [
+            "GET /a,b",
+            "GET /orders/*,POST /orders",
+            ",admin",
+            "admin,",
+            "keys:read,keys:issue",
+            "GET,POST /a",
+        ] {
+            assert_eq!(Scope::parse(text), Err(ScopeError::Separator), "{text}");
+        }
+        let scopes = vec![s("GET /orders/*"), s("keys:read"), s("admin")];
+        assert_eq!(split_list(&join_list(&scopes)).unwrap(), scopes);
+        assert!(split_list("GET /a,POST /b c").is_err());
     }
 
     #[test]

@@ -53,7 +53,22 @@ pub enum TableError {
     Create(#[source] Box<aws_sdk_dynamodb::Error>),
     #[error("request could not be built: {0}")]
     Build(String),
+    #[error("DescribeTable failed")]
+    Describe(#[source] Box<aws_sdk_dynamodb::Error>),
+    #[error("table {name} is still {status} after {waited:?}")]
+    NotActive {
+        name: String,
+        status: String,
+        waited: std::time::Duration,
+    },
 }
+
+/// How long [`TableSpec::create`] waits for a new table to become `ACTIVE`.
+/// DynamoDB creates a table asynchronously: `CreateTable` answers while the
+/// table is `CREATING`, and until it is `ACTIVE` every item request on it
+/// fails with `ResourceNotFoundException` (DynamoDB's `CreateTable` API
+/// reference). Creation with two indexes takes seconds to a few minutes.
+pub const ACTIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn text(v: &Value, key: &'static str) -> Result<String, TableError> {
     v.get(key)
@@ -179,7 +194,52 @@ impl TableSpec {
         req.send()
             .await
             .map_err(|e| TableError::Create(Box::new(e.into())))?;
-        Ok(())
+        wait_active(client, name, ACTIVE_WAIT).await
+    }
+}
+
+/// Wait until the table and every one of its indexes is `ACTIVE`, polling
+/// `DescribeTable` (100 ms, doubling up to 2 s), at most `limit`.
+///
+/// # Errors
+/// [`TableError::Describe`] when DescribeTable fails, [`TableError::NotActive`]
+/// when `limit` passes first.
+pub async fn wait_active(
+    client: &Client,
+    name: &str,
+    limit: std::time::Duration,
+) -> Result<(), TableError> {
+    use aws_sdk_dynamodb::types::{IndexStatus, TableStatus};
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        let out = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| TableError::Describe(Box::new(e.into())))?;
+        let status = out.table.as_ref().and_then(|t| t.table_status.clone());
+        let indexes_active = out.table.as_ref().is_some_and(|t| {
+            t.global_secondary_indexes().iter().all(|i| {
+                i.index_status
+                    .as_ref()
+                    .is_none_or(|s| *s == IndexStatus::Active)
+            })
+        });
+        if status == Some(TableStatus::Active) && indexes_active {
+            return Ok(());
+        }
+        let waited = started.elapsed();
+        if waited >= limit {
+            return Err(TableError::NotActive {
+                name: name.to_owned(),
+                status: status.map_or_else(|| "unknown".into(), |s| s.as_str().to_owned()),
+                waited,
+            });
+        }
+        tokio::time::sleep(pause.min(limit - waited)).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
     }
 }
 

@@ -113,6 +113,22 @@ pub fn with_query(mut ev: Value, name: &str, value: &str) -> Value {
     ev
 }
 
+/// Add a request header (both the single- and multi-value maps where the
+/// payload has them).
+pub fn with_header(mut ev: Value, name: &str, value: &str) -> Value {
+    let obj = ev.as_object_mut().expect("object");
+    if let Some(h) = obj.get_mut("headers").and_then(Value::as_object_mut) {
+        h.insert(name.into(), Value::String(value.into()));
+    }
+    if let Some(h) = obj
+        .get_mut("multiValueHeaders")
+        .and_then(Value::as_object_mut)
+    {
+        h.insert(name.into(), serde_json::json!([value]));
+    }
+    ev
+}
+
 /// Set the caller's source address.
 pub fn with_source_ip(mut ev: Value, ip: &str) -> Value {
     if let Some(ctx) = ev.get_mut("requestContext").and_then(Value::as_object_mut) {

@@ -16,7 +16,7 @@ use keygate::model::KeyRecord;
 use keygate::scope::Scope;
 use keygate::store::{items, DynamoStore, KeyAdmin};
 use keygate_tests::events::{
-    allows, event, reason, with_query, with_route, with_source_ip, Payload,
+    allows, event, reason, with_header, with_query, with_route, with_source_ip, Payload,
 };
 use keygate_tests::{fresh_store, logs};
 use serde_json::Value;
@@ -642,4 +642,184 @@ async fn usage_counters_past_retention_are_pruned_so_the_item_stays_bounded() {
     assert_eq!(num(&item, &ok(&day_string(later))), 1);
     assert_eq!(num(&item, &ok(&day_string(NOON + 10 * 86_400))), 1);
     assert_eq!(rig.call_with(&key).await.requests, Some(1));
+}
+
+/// One request, one credential: two headers with two different keys are
+/// denied `conflicting_keys` (a backend reading `X-API-Key` itself would
+/// otherwise bill the call to another key than the one we decided on);
+/// the same key in both is fine.
+#[tokio::test]
+async fn two_different_keys_in_one_request_are_denied_in_every_payload() {
+    for payload in Payload::ALL.into_iter().filter(|p| p.has_request_details()) {
+        let rig = rig(payload).await;
+        let (a, _) = rig.issue(|_| {}).await;
+        let (b, _) = rig.issue(|_| {}).await;
+        let both = |x: &ApiKey, y: &ApiKey| {
+            let ev = with_header(
+                event(payload, None),
+                "authorization",
+                &format!("Bearer {}", x.expose()),
+            );
+            with_header(ev, "x-api-key", y.expose())
+        };
+        let handled = rig.call(both(&a, &b)).await;
+        rig.assert_denied(&handled, "conflicting_keys");
+        assert_eq!(
+            handled.requests,
+            Some(0),
+            "{payload:?}: decided before any I/O"
+        );
+        rig.assert_denied(&rig.call(both(&b, &a)).await, "conflicting_keys");
+        assert!(
+            rig.allowed(&rig.call(both(&a, &a)).await),
+            "{payload:?}: the same key twice"
+        );
+        // A non-key Authorization scheme is not a second key.
+        let ev = with_header(event(payload, None), "authorization", "Basic dXNlcjpwYXNz");
+        assert!(
+            rig.allowed(&rig.call(with_header(ev, "x-api-key", a.expose())).await),
+            "{payload:?}: Basic auth beside X-API-Key"
+        );
+    }
+}
+
+/// Source addresses in the forms API Gateway has been seen to send them
+/// (with a port, in brackets) and their other textual forms are one address
+/// to the allowlist and to the day's `source_ips`, in every payload format.
+#[tokio::test]
+async fn source_addresses_in_every_form_meet_the_allowlist_in_every_payload() {
+    let v4 = [
+        "203.0.113.10:39870",
+        "::ffff:203.0.113.10",
+        "[::ffff:203.0.113.10]:443",
+    ];
+    let v6 = [
+        "[2001:db8::1]:12345",
+        "2001:DB8:0:0:0:0:0:1",
+        "[2001:db8::1]",
+        "2001:db8::1%eth0",
+    ];
+    for payload in Payload::ALL.into_iter().filter(|p| p.has_request_details()) {
+        let rig = rig(payload).await;
+        let (key, record) = rig
+            .issue(|s| {
+                s.allowed_cidrs = vec![
+                    "203.0.113.0/24".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap(),
+                ]
+            })
+            .await;
+        for form in v4.iter().chain(v6.iter()) {
+            let ev = with_source_ip(event(payload, Some(key.expose())), form);
+            assert!(
+                rig.allowed(&rig.call(ev).await),
+                "{payload:?}: {form} is inside the allowlist"
+            );
+        }
+        for outside in [
+            "198.51.100.7:80",
+            "[2001:db9::1]:80",
+            "0xcb.0.113.10",
+            "203.0.113.10:99999",
+        ] {
+            let ev = with_source_ip(event(payload, Some(key.expose())), outside);
+            rig.assert_denied(&rig.call(ev).await, "ip_denied");
+        }
+        let item = rig.allowance(&record).await;
+        let day = day_string(NOON);
+        let prefix = items::usage_attr(&day, record.key_id.as_str(), "ip");
+        let mut ips: Vec<String> = item
+            .iter()
+            .filter(|(name, _)| name.starts_with(&prefix))
+            .filter_map(|(_, v)| v.as_s().ok().cloned())
+            .collect();
+        ips.sort();
+        assert_eq!(
+            ips,
+            vec!["2001:db8::1".to_owned(), "203.0.113.10".to_owned()],
+            "{payload:?}"
+        );
+    }
+}
+
+/// Limits live on the allowance a rotated key and its successor share:
+/// changing them through one key must not lock the other out. Before the
+/// fix the update bumped only one key's version, and the sibling's writes
+/// (its record still naming the old limits) never matched the allowance
+/// again: denied until its grace ended.
+#[tokio::test]
+async fn changing_limits_through_one_key_of_a_rotated_pair_keeps_both_working() {
+    let rig = rig(Payload::HttpV2Simple).await;
+    let (old_key, old) = rig.issue(quota(10, Period::Day)).await;
+    assert!(rig.allowed(&rig.call_with(&old_key).await));
+    let (new_key, successor) = keygate::issue::successor(&rig.format, &old, NOON);
+    logs::remember(&new_key);
+    let rotated = rig
+        .store
+        .rotate(&old, &successor, NOON + 3600, NOON, "test")
+        .await
+        .unwrap();
+    assert!(rig.allowed(&rig.call_with(&new_key).await)); // both records cached
+    assert!(rig.allowed(&rig.call_with(&old_key).await));
+
+    for (through, other_key) in [(&successor, &old_key), (&rotated, &new_key)] {
+        let current = rig.store.key_by_id(&through.key_id).await.unwrap().unwrap();
+        let mut changed = current.clone();
+        changed.version += 1;
+        changed.limits = Limits {
+            quota: None,
+            rate: Some(Rate {
+                limit: 100,
+                window: 60,
+            }),
+        };
+        rig.store
+            .update_key(
+                &current,
+                &changed,
+                &keygate_tests::audit(&changed, keygate::store::AuditAction::Updated),
+            )
+            .await
+            .unwrap();
+        let handled = rig.call_with(other_key).await;
+        assert!(
+            rig.allowed(&handled),
+            "the sibling still works: {}",
+            handled.response
+        );
+        assert!(handled.response["context"].get("quotaRemaining").is_none());
+        assert!(handled.response["context"]["rateRemaining"].is_number());
+        // Back to a quota for the next round.
+        let current = rig.store.key_by_id(&through.key_id).await.unwrap().unwrap();
+        let mut back = current.clone();
+        back.version += 1;
+        back.limits = Limits {
+            quota: Some(Quota {
+                limit: 10,
+                period: Period::Day,
+            }),
+            rate: None,
+        };
+        rig.store
+            .update_key(
+                &current,
+                &back,
+                &keygate_tests::audit(&back, keygate::store::AuditAction::Updated),
+            )
+            .await
+            .unwrap();
+    }
+    // Both records carry the shared limits, each at a new version, each
+    // with its audit event.
+    for id in [&old.key_id, &successor.key_id] {
+        let record = rig.store.key_by_id(id).await.unwrap().unwrap();
+        assert_eq!(record.limits.quota.map(|q| q.limit), Some(10), "{id}");
+    }
+    let trail = rig.store.events(&old.key_id, 50, None).await.unwrap();
+    assert!(
+        trail.items.iter().any(|e| e.change.contains("shared_with")),
+        "the sibling's change is audited"
+    );
+    assert!(rig.allowed(&rig.call_with(&old_key).await));
+    assert!(rig.allowed(&rig.call_with(&new_key).await));
 }

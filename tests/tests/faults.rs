@@ -459,3 +459,43 @@ async fn rotation_resumes_when_the_table_transaction_is_slower_than_the_client()
 async fn rotation_resumes_after_promoting_the_secret_fails() {
     rotation_under(|p| p.set_for("UpdateSecretVersionStage", Fault::ServerError)).await;
 }
+
+/// A denial is a denial whether or not its usage count lands: when the
+/// write that counts it fails, the answer keeps its reason (before the fix
+/// it became `error`, hiding why the key was refused), and the lost count
+/// is logged.
+#[tokio::test]
+async fn a_lost_denial_count_keeps_the_denial_reason() {
+    let rig = auth_rig().await;
+    let (key, record) = rig.issue().await;
+    assert!(rig.decide(Payload::HttpV2Simple, &key).await.0);
+    rig.proxy.set_for("UpdateItem", Fault::ServerError);
+    for payload in PAYLOADS {
+        let ev = keygate_tests::events::with_route(
+            event(payload, Some(key.expose())),
+            "POST",
+            "/orders/42",
+        );
+        let handled = rig.handler.handle(ev, "req-lost-count").await.unwrap();
+        assert!(!handled.allowed, "{payload:?}");
+        assert_eq!(
+            reason(&handled.response).as_deref(),
+            Some("scope_denied"),
+            "{payload:?}"
+        );
+    }
+    assert!(
+        rig.proxy.injected() >= 3,
+        "the counting writes met the fault"
+    );
+    rig.proxy.clear();
+    // Nothing was counted, nothing was spent.
+    let item = allowance_item(&rig.direct, &record).await;
+    let denied = keygate::store::items::usage_attr(
+        &keygate::limits::day_string(NOON),
+        record.key_id.as_str(),
+        "d#scope_denied",
+    );
+    assert!(!item.contains_key(&denied));
+    assert_eq!(rig.spent(&record).await, 1);
+}

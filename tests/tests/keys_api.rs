@@ -971,3 +971,48 @@ async fn keyctl_bootstraps_an_admin_key_that_issues_through_the_api() {
     );
     assert_eq!(api.orders(&key).await["context"]["reason"], "revoked");
 }
+
+/// The deployment's `RotationDays` reaches the function as
+/// `KEYGATE_ROTATION_DAYS`, and keys issued through the API without a
+/// `rotation_days` of their own follow it (before the fix only `keyctl`
+/// read it: API keys rotated every 90 days even with `RotationDays=0`).
+#[tokio::test]
+async fn the_deployments_rotation_days_applies_to_keys_issued_through_the_api() {
+    let store = fresh_store().await;
+    let table = store.table().to_owned();
+    for (setting, want) in [(Some("0"), 0), (Some("7"), 7), (None, 90)] {
+        let service = keys::build(|name| match name {
+            "KEYGATE_TABLE" => Some(table.clone()),
+            "KEYGATE_KEY_ENV" => Some("test".into()),
+            "KEYGATE_ROTATION_DAYS" => setting.map(str::to_owned),
+            _ => None,
+        })
+        .await
+        .expect("settings");
+        let issued = service
+            .issue(
+                &Caller::operator("test"),
+                issue_request("acme", &["GET /orders/*"]),
+            )
+            .await
+            .unwrap();
+        remember(&issued.key);
+        assert_eq!(issued.view.rotation_days, want, "{setting:?}");
+        let record = keygate::store::KeyAdmin::key_by_id(&store, &issued.view.key_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.rotation_due().is_none(), want == 0, "{setting:?}");
+    }
+    for bad in ["-1", "ninety", "3651"] {
+        let err = keys::build(|name| match name {
+            "KEYGATE_TABLE" => Some(table.clone()),
+            "KEYGATE_ROTATION_DAYS" => Some(bad.to_owned()),
+            _ => None,
+        })
+        .await
+        .err()
+        .expect("refused");
+        assert_eq!(err.name, "KEYGATE_ROTATION_DAYS", "{bad}");
+    }
+}

@@ -13,6 +13,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerV2Request,
 };
 use aws_lambda_events::http::HeaderMap;
+use keygate::address::parse_source_ip;
 use keygate::authorize::{AuthRequest, Credential};
 use serde_json::Value;
 
@@ -68,6 +69,8 @@ pub struct Incoming {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Found {
     Key(String),
+    /// `Authorization: Bearer` and `X-API-Key` carry different keys.
+    Conflicting,
     InQuery,
     Missing,
 }
@@ -93,6 +96,7 @@ impl Incoming {
         AuthRequest {
             credential: match &self.credential {
                 Found::Key(k) => Credential::Presented(k),
+                Found::Conflicting => Credential::Conflicting,
                 Found::InQuery => Credential::InQuery,
                 Found::Missing => Credential::Missing,
             },
@@ -182,7 +186,7 @@ pub fn parse(event: Value, key_prefix: &str) -> Result<Incoming, EventError> {
                 path,
                 source_ip: identity
                     .and_then(|i| i.source_ip.as_deref())
-                    .and_then(|ip| ip.parse().ok()),
+                    .and_then(parse_source_ip),
                 resource_arn: arn,
                 request_id: ev.request_context.request_id,
             }
@@ -217,7 +221,7 @@ pub fn parse(event: Value, key_prefix: &str) -> Result<Incoming, EventError> {
                 method,
                 path,
                 route: ev.route_key,
-                source_ip: http.source_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                source_ip: http.source_ip.as_deref().and_then(parse_source_ip),
                 resource_arn: arn,
                 request_id: ev.request_context.request_id.clone(),
             }
@@ -232,7 +236,10 @@ fn strip_bearer(value: &str) -> Option<&str> {
 }
 
 /// The key from `Authorization: Bearer` or `X-API-Key` (header names are
-/// case-insensitive; `HeaderMap` lower-cases them).
+/// case-insensitive; `HeaderMap` lower-cases them). One request, one
+/// credential: when both headers carry a key and the keys differ, a backend
+/// reading `X-API-Key` itself would attribute the call to another key than
+/// the one we decided on (a confused deputy), so neither is used.
 fn credential(headers: &HeaderMap, in_query: bool) -> Found {
     if in_query {
         return Found::InQuery;
@@ -240,16 +247,14 @@ fn credential(headers: &HeaderMap, in_query: bool) -> Found {
     let value = |name: &str| {
         headers
             .get(name)
-            .map(|v| v.to_str().map(str::to_owned).unwrap_or_default())
+            .map(|v| v.to_str().map(|v| v.trim().to_owned()).unwrap_or_default())
     };
-    if let Some(auth) = value("authorization") {
-        if let Some(token) = strip_bearer(&auth) {
-            return Found::Key(token.trim().to_owned());
-        }
-    }
-    match value("x-api-key") {
-        Some(key) => Found::Key(key.trim().to_owned()),
-        None => Found::Missing,
+    let bearer = value("authorization")
+        .and_then(|auth| strip_bearer(&auth).map(|token| token.trim().to_owned()));
+    match (bearer, value("x-api-key")) {
+        (Some(a), Some(b)) if a != b => Found::Conflicting,
+        (Some(key), _) | (None, Some(key)) => Found::Key(key),
+        (None, None) => Found::Missing,
     }
 }
 

@@ -43,8 +43,10 @@ fn context(answer: Answer<'_>) -> Map<String, Value> {
         Answer::Allow(allow) => {
             ctx.insert("keyId".into(), json!(allow.key_id.as_str()));
             ctx.insert("owner".into(), json!(allow.owner));
-            let scopes: Vec<String> = allow.scopes.iter().map(ToString::to_string).collect();
-            ctx.insert("scopes".into(), json!(scopes.join(",")));
+            ctx.insert(
+                "scopes".into(),
+                json!(keygate::scope::join_list(&allow.scopes)),
+            );
             if let Some(q) = allow.quota_remaining {
                 ctx.insert("quotaRemaining".into(), json!(q));
             }

@@ -18,17 +18,15 @@ pub async fn build(
     get: impl Fn(&str) -> Option<String>,
 ) -> Result<KeyService<DynamoStore, SystemClock, SecretsManager>, ConfigError> {
     let deployment = Deployment::from_lookup(&get)?;
+    let rotation_days = keygate::config::rotation_days(&get)?;
     let prefix = get("KEYGATE_SECRET_PREFIX").unwrap_or_else(|| "keygate".into());
     let sdk = keygate::sdk::load(deployment.tls_roots).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), deployment.table);
     let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk));
-    Ok(KeyService::new(
-        store,
-        SystemClock,
-        deployment.format,
-        secrets,
-        &prefix,
-    ))
+    Ok(
+        KeyService::new(store, SystemClock, deployment.format, secrets, &prefix)
+            .with_default_rotation_days(rotation_days),
+    )
 }
 
 fn caller(req: &Request) -> Option<Caller> {
@@ -66,11 +64,16 @@ pub fn api_request(req: &Request) -> ApiRequest<'_> {
 }
 
 /// An answer, never cached: some carry a key, none should sit in a cache.
+/// A 503 says when to retry (`Retry-After`).
 pub fn respond(status: u16, content_type: &str, body: String) -> Response<Body> {
-    Response::builder()
+    let mut builder = Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .header("cache-control", "no-store")
+        .header("cache-control", "no-store");
+    if let Some(seconds) = keygate::manage::retry_after(status) {
+        builder = builder.header("retry-after", seconds);
+    }
+    builder
         .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::from("{}")))
 }

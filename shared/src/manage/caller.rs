@@ -36,12 +36,7 @@ impl Caller {
             .filter(|o| !o.is_empty())
             .ok_or(ManageError::Unauthenticated)?
             .to_owned();
-        let scopes = text("scopes")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(Scope::parse)
-            .collect::<Result<Vec<_>, _>>()
+        let scopes = crate::scope::split_list(text("scopes").unwrap_or_default())
             .map_err(|_| ManageError::Unauthenticated)?;
         Ok(Self {
             actor: key_id.as_str().to_owned(),

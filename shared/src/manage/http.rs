@@ -35,6 +35,18 @@ pub struct ApiResponse {
     pub body: Value,
 }
 
+/// Seconds a client should wait before retrying a `503` (storage throttled
+/// or unavailable, a transaction cancelled by a concurrent one): the
+/// `Retry-After` header (RFC 9110 section 10.2.3) every 503 of the API
+/// carries. DynamoDB's partition limits are per second, so one second is
+/// the natural pause.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// The `Retry-After` value an answer with `status` carries, if any.
+pub fn retry_after(status: u16) -> Option<u32> {
+    (status == 503).then_some(RETRY_AFTER_SECONDS)
+}
+
 impl ApiRequest<'_> {
     /// A query parameter (the first value).
     pub fn param(&self, name: &str) -> Option<&str> {

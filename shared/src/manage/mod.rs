@@ -17,5 +17,5 @@ pub mod view;
 
 pub use caller::Caller;
 pub use error::ManageError;
-pub use http::{route, ApiRequest, ApiResponse};
+pub use http::{retry_after, route, ApiRequest, ApiResponse, RETRY_AFTER_SECONDS};
 pub use service::KeyService;

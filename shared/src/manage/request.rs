@@ -21,7 +21,7 @@ pub const MAX_CIDRS: usize = 32;
 pub const MAX_METADATA: usize = 16;
 /// Expiry at most this far ahead.
 pub const MAX_EXPIRY_SECONDS: i64 = 10 * 366 * 86_400;
-pub const MAX_ROTATION_DAYS: u32 = 3650;
+pub use crate::model::MAX_ROTATION_DAYS;
 /// Rotation grace: default and maximum.
 pub const DEFAULT_GRACE_SECONDS: u64 = 86_400;
 pub const MAX_GRACE_SECONDS: u64 = 30 * 86_400;
@@ -198,13 +198,6 @@ pub fn validate_scopes(scopes: &[String]) -> Result<Vec<Scope>, ManageError> {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            if s.contains(',') {
-                return Err(ManageError::invalid(
-                    "invalid_scope",
-                    format!("scopes[{i}]"),
-                    "scopes may not contain ','",
-                ));
-            }
             Scope::parse(s).map_err(|e| {
                 ManageError::invalid(
                     "invalid_scope",

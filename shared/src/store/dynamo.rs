@@ -157,28 +157,70 @@ impl DynamoStore {
                 .expression_attribute_names("#kid", old.key_id.as_str())
                 .build(),
         )?;
-        self.commit_change(old.version, closed, close_allowance, audit)
+        self.commit_change(old.version, closed, close_allowance, audit, Vec::new())
             .await
     }
 
     /// The next version of a record, the allowance change that goes with
-    /// it, and the audit event, in one transaction.
+    /// it, the audit event and any `extra` actions, in one transaction.
     async fn commit_change(
         &self,
         previous: u64,
         record: &KeyRecord,
         allowance: Update,
         audit: &AuditEvent,
+        extra: Vec<TransactWriteItem>,
     ) -> Result<(), StoreError> {
+        let mut actions = vec![
+            self.put_version(record, previous)?,
+            TransactWriteItem::builder().update(allowance).build(),
+            self.put_new(Self::audit_item(audit)?)?,
+        ];
+        actions.extend(extra);
         self.client
             .transact_write_items()
-            .transact_items(self.put_version(record, previous)?)
-            .transact_items(TransactWriteItem::builder().update(allowance).build())
-            .transact_items(self.put_new(Self::audit_item(audit)?)?)
+            .set_transact_items(Some(actions))
             .send()
             .await
             .map_err(transact_error)?;
         Ok(())
+    }
+
+    /// The other keys spending from `record`'s allowance (a rotated key and
+    /// its successor), read consistently: the allowance's version map names
+    /// them.
+    async fn siblings(&self, record: &KeyRecord) -> Result<Vec<KeyRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::allowance_key(&record.allowance_id)))
+            .projection_expression("#kv")
+            .expression_attribute_names("#kv", alw::VERSIONS)
+            .consistent_read(true)
+            .send()
+            .await?;
+        let ids: Vec<String> = out
+            .item
+            .as_ref()
+            .and_then(|item| item.get(alw::VERSIONS))
+            .and_then(|v| v.as_m().ok())
+            .map(|m| {
+                m.keys()
+                    .filter(|k| **k != record.key_id.as_str())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut siblings = Vec::new();
+        for id in ids {
+            let key_id =
+                KeyId::parse(&id).ok_or(StoreError::Corrupt("allowance names a bad key id"))?;
+            if let Some(sibling) = self.key_by_id(&key_id).await? {
+                siblings.push(sibling);
+            }
+        }
+        Ok(siblings)
     }
 
     /// One page of a query over one partition of the table or an index,
@@ -292,16 +334,32 @@ fn decode_cursor(
     Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
 
-/// Map a transaction's failure: a failed condition is a conflict, the rest
-/// are DynamoDB errors.
+/// Map a transaction's failure by its cancellation reasons (one per action,
+/// in order, as DynamoDB's `TransactWriteItems` reference documents them):
+/// a failed condition (`ConditionalCheckFailed`) on any action is a
+/// conflict: the data changed, retrying the same request cannot succeed.
+/// Every other cancellation (`TransactionConflict` with a concurrent
+/// request, `ThrottlingError`, `ProvisionedThroughputExceeded`,
+/// `ValidationError`, ...) is [`StoreError::Cancelled`]: nothing was
+/// decided about the data, and a retry may succeed.
 fn transact_error<E, R>(err: aws_sdk_dynamodb::error::SdkError<E, R>) -> StoreError
 where
     aws_sdk_dynamodb::Error: From<aws_sdk_dynamodb::error::SdkError<E, R>>,
 {
-    let err = aws_sdk_dynamodb::Error::from(err);
-    match err {
-        aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)
-        | aws_sdk_dynamodb::Error::TransactionCanceledException(_) => StoreError::Conflict,
+    match aws_sdk_dynamodb::Error::from(err) {
+        aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_) => StoreError::Conflict,
+        aws_sdk_dynamodb::Error::TransactionCanceledException(e) => {
+            let reasons: Vec<String> = e
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_owned())
+                .collect();
+            if reasons.iter().any(|code| code == "ConditionalCheckFailed") {
+                StoreError::Conflict
+            } else {
+                StoreError::Cancelled(reasons)
+            }
+        }
         other => StoreError::Dynamo(Box::new(other)),
     }
 }
@@ -631,12 +689,21 @@ impl KeyAdmin for DynamoStore {
                 "an update keeps the key and bumps the version",
             ));
         }
+        // Limits live on the allowance, which a rotated key and its
+        // successor share: a change of limits is a change of both records
+        // (each at its next version, with its own audit event), or the
+        // sibling's cached record would never match the allowance again.
+        let siblings = if new.limits == old.limits {
+            Vec::new()
+        } else {
+            self.siblings(old).await?
+        };
         let mut set = vec!["#kv.#kid = :v".to_owned()];
+        let mut condition = vec!["#kv.#kid = :prev".to_owned()];
         let mut remove = Vec::new();
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::allowance_key(&old.allowance_id)))
-            .condition_expression("#kv.#kid = :prev")
             .expression_attribute_names("#kv", alw::VERSIONS)
             .expression_attribute_names("#kid", old.key_id.as_str())
             .expression_attribute_names("#ql", alw::QUOTA_LIMIT)
@@ -645,6 +712,28 @@ impl KeyAdmin for DynamoStore {
             .expression_attribute_names("#rw", alw::RATE_WINDOW)
             .expression_attribute_values(":v", n(new.version))
             .expression_attribute_values(":prev", n(old.version));
+        let mut extra = Vec::new();
+        for (i, sibling) in siblings.iter().enumerate() {
+            let mut next = sibling.clone();
+            next.limits = new.limits;
+            next.version += 1;
+            set.push(format!("#kv.#s{i} = :sv{i}"));
+            condition.push(format!("#kv.#s{i} = :sp{i}"));
+            update = update
+                .expression_attribute_names(format!("#s{i}"), sibling.key_id.as_str())
+                .expression_attribute_values(format!(":sv{i}"), n(next.version))
+                .expression_attribute_values(format!(":sp{i}"), n(sibling.version));
+            let event = AuditEvent::new(
+                &sibling.key_id,
+                next.version,
+                AuditAction::Updated,
+                audit.actor.clone(),
+                audit.at,
+                serde_json::json!({"limits": new.limits, "shared_with": old.key_id}),
+            );
+            extra.push(self.put_version(&next, sibling.version)?);
+            extra.push(self.put_new(Self::audit_item(&event)?)?);
+        }
         match new.limits.quota {
             Some(q) => {
                 set.push("#ql = :ql, #qt = :qt".into());
@@ -667,8 +756,14 @@ impl KeyAdmin for DynamoStore {
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        let update = built(update.update_expression(expr).build())?;
-        self.commit_change(old.version, new, update, audit).await
+        let update = built(
+            update
+                .update_expression(expr)
+                .condition_expression(condition.join(" AND "))
+                .build(),
+        )?;
+        self.commit_change(old.version, new, update, audit, extra)
+            .await
     }
 
     async fn list_by_owner(

@@ -50,9 +50,16 @@ pub enum StoreError {
     /// A batch request kept coming back partly unprocessed (throttling).
     #[error("{0} kept coming back unprocessed")]
     Unprocessed(&'static str),
-    /// A write raced with another and lost; the caller may retry.
+    /// A write's condition failed: the data changed meanwhile (read it again
+    /// before deciding anew; the same request cannot succeed).
     #[error("concurrent update, retry")]
     Conflict,
+    /// A transaction was cancelled for a reason other than a failed
+    /// condition (the cancellation reason codes, one per action:
+    /// `TransactionConflict`, `ThrottlingError`, `None`, ...). Nothing was
+    /// written; the same request may succeed when retried.
+    #[error("transaction cancelled ({}), retry", .0.join(", "))]
+    Cancelled(Vec<String>),
     /// The item to change does not exist.
     #[error("not found")]
     NotFound,

@@ -13,6 +13,15 @@ use crate::model::{KeyRecord, KeyStatus};
 /// Most flags a stored report keeps (the rest are counted, and logged).
 pub const MAX_FLAGS: usize = 500;
 
+/// Most bytes the kept flags take, measured as their JSON text (which is
+/// never shorter than DynamoDB's encoding of the same values: every name and
+/// string carries quotes there, and numbers take a byte a digit). A report
+/// is one item, and DynamoDB refuses an item over 400 KB (its "Item size"
+/// limit): with at most this much in flags, the rest of a report (totals,
+/// 11 deny reasons, counts by flag) keeps the item far under it whatever the
+/// owner's keys did. Flags past either bound are still in `flag_counts`.
+pub const MAX_FLAG_BYTES: usize = 200 * 1024;
+
 /// When a flag is raised. Every threshold is configurable per deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
@@ -191,7 +200,7 @@ pub fn build(
     for f in &flags {
         *flag_counts.entry(f.name().to_owned()).or_default() += 1;
     }
-    flags.truncate(MAX_FLAGS);
+    let flags = bounded(flags);
     OwnerReport {
         owner: owner.to_owned(),
         day: day.to_string(),
@@ -204,6 +213,19 @@ pub fn build(
         flags,
         generated_at,
     }
+}
+
+/// The first flags that fit [`MAX_FLAGS`] and [`MAX_FLAG_BYTES`].
+fn bounded(flags: Vec<Flag>) -> Vec<Flag> {
+    let mut bytes = 0usize;
+    flags
+        .into_iter()
+        .take(MAX_FLAGS)
+        .take_while(|f| {
+            bytes += serde_json::to_string(f).map_or(MAX_FLAG_BYTES + 1, |t| t.len());
+            bytes <= MAX_FLAG_BYTES
+        })
+        .collect()
 }
 
 fn spike(

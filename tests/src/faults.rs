@@ -14,6 +14,7 @@
 //! until late ones have landed.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,7 +71,7 @@ struct Rule {
 
 struct State {
     upstream: Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     rule: Mutex<Rule>,
     /// Requests that reached the emulator, per operation.
     forwarded: Mutex<HashMap<String, u64>>,
@@ -81,8 +82,8 @@ struct State {
 /// Why the proxy drops a connection (hyper closes it on a service error;
 /// the socket's zero linger turns the close into a reset).
 #[derive(Debug, thiserror::Error)]
-#[error("connection reset by the fault proxy")]
-struct Dropped;
+#[error("connection reset by the proxy")]
+pub(crate) struct Dropped;
 
 /// A running proxy on a free loopback port; stops accepting when dropped.
 pub struct FaultProxy {
@@ -113,7 +114,7 @@ impl FaultProxy {
         let addr = listener.local_addr().expect("bound address");
         let state = Arc::new(State {
             upstream: upstream.parse().expect("upstream is a URI"),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: http_client(),
             rule: Mutex::new(Rule {
                 fault: Fault::PassThrough,
                 operation: None,
@@ -122,7 +123,7 @@ impl FaultProxy {
             injected: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
         });
-        let accept = tokio::spawn(accept_loop(listener, state.clone()));
+        let accept = tokio::spawn(serve(listener, state.clone(), handle));
         Self {
             addr,
             state,
@@ -196,19 +197,24 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+/// Serves every connection `listener` accepts with `handler`, each request in
+/// its own task: a request the client abandons still completes, so counts,
+/// settling and the realism proxy's write images stay exact. A close by the
+/// proxy is a reset, as a crashed peer or a broken network path would produce.
+pub(crate) async fn serve<S, H, F>(listener: TcpListener, state: Arc<S>, handler: H)
+where
+    S: Send + Sync + 'static,
+    H: Fn(Arc<S>, Request<Incoming>) -> F + Copy + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Dropped>> + Send + 'static,
+{
     while let Ok((socket, _)) = listener.accept().await {
-        // A close by the proxy is a reset, as a crashed peer or a broken
-        // network path would produce.
         let _ = socket.set_zero_linger();
         let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move {
-                    // Its own task: a request the client abandons still
-                    // completes, so counts and settling are exact.
-                    tokio::spawn(handle(state, req))
+                    tokio::spawn(handler(state, req))
                         .await
                         .unwrap_or(Err(Dropped))
                 }
@@ -280,19 +286,36 @@ async fn forward(
     operation: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Dropped> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
-    let mut uri = state.upstream.clone().into_parts();
-    uri.path_and_query = parts.uri.path_and_query().cloned();
-    parts.uri = Uri::from_parts(uri).map_err(|_| Dropped)?;
     *state
         .forwarded
         .lock()
         .unwrap()
         .entry(operation.to_owned())
         .or_default() += 1;
-    let answer = state
-        .client
+    relay(&state.client, &state.upstream, parts, body).await
+}
+
+/// The HTTP client the proxies forward with.
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub(crate) fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request (its head as the client sent it) to `upstream` and reads
+/// the whole answer.
+pub(crate) async fn relay(
+    client: &HttpClient,
+    upstream: &Uri,
+    mut parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, Dropped> {
+    let mut uri = upstream.clone().into_parts();
+    uri.path_and_query = parts.uri.path_and_query().cloned();
+    parts.uri = Uri::from_parts(uri).map_err(|_| Dropped)?;
+    let answer = client
         .request(Request::from_parts(parts, Full::new(body)))
         .await
         .map_err(|_| Dropped)?;
@@ -326,6 +349,17 @@ fn aws_error(service: &str, status: StatusCode) -> Response<Full<Bytes>> {
         "application/x-amz-json-1.1"
     };
     let body = serde_json::json!({"__type": type_name, "message": "injected by the fault proxy"});
+    error_response(status, code, content_type, &body)
+}
+
+/// An error answer in the AWS JSON protocol with `body`, its code also in
+/// the `x-amzn-ErrorType` header.
+pub(crate) fn error_response(
+    status: StatusCode,
+    code: &str,
+    content_type: &'static str,
+    body: &serde_json::Value,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -14,6 +14,7 @@ pub mod instant;
 pub mod item_size;
 pub mod logs;
 pub mod openapi;
+pub mod realism;
 pub mod runtime_api;
 
 use keygate::store::DynamoStore;

@@ -11,7 +11,7 @@ STACK := infra/local/stack
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
-.PHONY: help tools dev-tools dynalite iac test unit lint fmt dev bench build clean-local fuzz
+.PHONY: help tools dev-tools dynalite iac test test-aws unit lint fmt dev bench build clean-local fuzz
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ test: dev-tools iac dynalite ## Run every test; starts and stops its own emulato
 	# Every request shape the suite sent, validated again by dynalite (fails on
 	# a missing or incomplete capture too).
 	$(DYN) $(PY) infra/local/replay_requests.py $(CAPTURE)
+
+test-aws: tools ## The store and authorizer suites against real DynamoDB (needs AWS credentials; skipped without)
+	infra/aws/test-against-real-dynamodb
 
 unit: ## Unit tests only (no emulator)
 	cargo test --workspace --lib --locked

@@ -21,15 +21,20 @@ use keygate::store::DynamoStore;
 use keygate::table::TableSpec;
 use rand::Rng;
 
-/// SDK configuration for the local emulator.
+/// SDK configuration for the local emulator, or for a real AWS account
+/// when `KEYGATE_REAL_AWS=1` (`infra/aws/test-against-real-dynamodb` sets it,
+/// with no endpoint override: the store and authorizer suites then run
+/// against real DynamoDB).
 ///
 /// # Panics
-/// If `AWS_ENDPOINT_URL` is unset or not a loopback address: run the tests
-/// through `make test`.
+/// If `AWS_ENDPOINT_URL` is unset or not a loopback address, unless
+/// `KEYGATE_REAL_AWS=1` and no endpoint is set: run the tests through
+/// `make test`.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let real = std::env::var("KEYGATE_REAL_AWS").as_deref() == Ok("1") && endpoint.is_empty();
     assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        real || endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "AWS_ENDPOINT_URL must point at the local emulator (run `make test`), got {endpoint:?}"
     );
     keygate::sdk::load(keygate::sdk::TlsRoots::Amazon).await

@@ -34,7 +34,8 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     let real = std::env::var("KEYGATE_REAL_AWS").as_deref() == Ok("1") && endpoint.is_empty();
     assert!(
-        real || endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        real || endpoint.starts_with("http://127.0.0.1:")
+            || endpoint.starts_with("http://localhost:"),
         "AWS_ENDPOINT_URL must point at the local emulator (run `make test`), got {endpoint:?}"
     );
     keygate::sdk::load(keygate::sdk::TlsRoots::Amazon).await
@@ -43,6 +44,30 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// A DynamoDB client for the local emulator.
 pub async fn dynamo() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&sdk_config().await)
+}
+
+/// How stale the realism layer's eventually consistent reads are in this
+/// run: `KEYGATE_REALISM_STALE_MS` (default 1000), none with
+/// `KEYGATE_REALISM=off` (see `infra/local/with-emulator`).
+pub fn stale_window() -> std::time::Duration {
+    if std::env::var("KEYGATE_REALISM").as_deref() == Ok("off") {
+        return std::time::Duration::ZERO;
+    }
+    let ms = std::env::var("KEYGATE_REALISM_STALE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    std::time::Duration::from_millis(ms)
+}
+
+/// Wait until eventually consistent reads and index queries see what was
+/// just written (the stale window and a margin), as a test must on DynamoDB
+/// itself, where an index catches up within about a second. Only tests wait
+/// like this; the product never relies on it (a sweep that misses a key
+/// finds it on its next run, and a negative answer is confirmed by a
+/// consistent read).
+pub async fn caught_up() {
+    tokio::time::sleep(stale_window() + std::time::Duration::from_millis(100)).await;
 }
 
 /// A unique table name, so tests run in parallel without sharing state.

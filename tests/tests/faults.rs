@@ -403,6 +403,7 @@ async fn rotation_under(apply: impl FnOnce(&FaultProxy)) {
     for _ in 0..3 {
         keys.push(rig.issue_due().await);
     }
+    keygate_tests::caught_up().await; // the due index lists them
     apply(&rig.proxy);
     let failed = rig.run().await;
     assert!(
@@ -412,9 +413,12 @@ async fn rotation_under(apply: impl FnOnce(&FaultProxy)) {
     assert!(rig.proxy.injected() > 0, "the fault was applied");
     rig.proxy.clear();
     rig.proxy.settle().await;
+    // The next scheduled run: the due index shows what the failed one left.
+    keygate_tests::caught_up().await;
 
     let healed = rig.run().await.expect("the sweep after the fault");
     assert!(!healed.more, "{healed:?}");
+    keygate_tests::caught_up().await; // the owner index lists the successors
     rig.assert_consistent(&keys).await;
     let again = rig.run().await.expect("a third sweep");
     assert!(

@@ -377,6 +377,7 @@ async fn escalation_attempts_fail() {
     let reply = issue(other).await;
     assert_eq!((reply.status, code(&reply)), (404, "not_found"));
     let foreign = api.tenant("globex", |_| {}).await;
+    keygate_tests::caught_up().await; // the owner index lists it
     let foreign_id = api.call(&foreign, "GET", "/v1/keys", None).await.body["keys"][0]["key_id"]
         .as_str()
         .unwrap()
@@ -757,6 +758,7 @@ async fn listing_pages_through_an_owners_keys_and_the_audit_trail_records_each_e
         issued.push(reply.body["key_id"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();
+    keygate_tests::caught_up().await; // the owner index lists them all
     let mut cursor: Option<String> = None;
     loop {
         let path = match &cursor {

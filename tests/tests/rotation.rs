@@ -75,7 +75,10 @@ impl Rig {
         }
     }
 
+    /// One scheduled run. Runs are an hour apart in production: the due
+    /// index has long caught up with the previous one's writes.
     async fn sweep_with(&self, secrets: &impl SecretSink, max_keys: usize) -> Summary {
+        keygate_tests::caught_up().await;
         let delivery = Delivery {
             secrets,
             prefix: &self.prefix,
@@ -261,6 +264,7 @@ async fn through_the_authorizer_the_old_key_works_until_its_grace_ends_and_the_q
 }
 
 async fn successors_of(rig: &Rig, record: &KeyRecord) -> usize {
+    keygate_tests::caught_up().await; // the owner index lists them
     let page = rig
         .store
         .list_by_owner(&record.owner, 100, None)
@@ -417,6 +421,7 @@ async fn the_function_reports_failures_so_lambda_retries_them() {
         serde_json::from_str(include_str!("../../infra/events/scheduled.json")).unwrap();
     let deadline = SystemTime::now() + Duration::from_secs(120);
     rig.clock.set(T0 + 90 * DAY);
+    keygate_tests::caught_up().await; // the due index lists the key
     let ok = rotation::run(
         &rig.store,
         &rig.secrets,
@@ -432,6 +437,7 @@ async fn the_function_reports_failures_so_lambda_retries_them() {
     // A deadline already past: nothing is started, and the run says more is left.
     rig.issue(1, None).await;
     rig.clock.set(T0 + 200 * DAY);
+    keygate_tests::caught_up().await;
     let late = rotation::run(
         &rig.store,
         &rig.secrets,
@@ -449,6 +455,7 @@ async fn the_function_reports_failures_so_lambda_retries_them() {
         inner: &rig.secrets,
         failures: AtomicU32::new(100),
     };
+    keygate_tests::caught_up().await;
     let err = rotation::run(
         &rig.store, &flaky, &rig.clock, &format, &settings, deadline, &ev,
     )

@@ -105,6 +105,7 @@ async fn create_read_and_revoke_a_key() {
         .client()
         .scan()
         .table_name(store.table())
+        .consistent_read(true)
         .send()
         .await
         .unwrap();

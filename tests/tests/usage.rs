@@ -119,6 +119,9 @@ impl Rig {
         // The scheduled event the function receives (no day named: yesterday).
         let event = serde_json::from_str(include_str!("../../infra/events/scheduled.json"))
             .expect("scheduled fixture");
+        // At 00:15 the allowance directory (an index) lists every key used
+        // the day before.
+        keygate_tests::caught_up().await;
         let summary = usage::run_daily(&self.usage, &event)
             .await
             .expect("daily job");
@@ -262,8 +265,9 @@ async fn reported_counts_equal_the_decisions_made() {
         !item.keys().any(|k| k.starts_with(&format!("u#{today}"))),
         "archived counters stay on the allowance: {item:?}"
     );
-    // The archive is read through an eventually consistent index in
-    // production; the emulator's is immediate.
+    // The archive is read through an eventually consistent index, as in
+    // production: it lists the archived day within the stale window.
+    keygate_tests::caught_up().await;
     let (status, body) = rig
         .get(
             &admin,
@@ -592,6 +596,7 @@ async fn dynamodb_failing_is_a_503_and_a_retried_job() {
         assert_eq!(json_of(body)["error"]["code"], json!("unavailable"));
     }
     rig.clock.set(NOON + DAY / 2 + 900);
+    keygate_tests::caught_up().await; // the allowance directory lists the day's keys
     assert!(usage.daily(None).await.is_err(), "a failed run must fail");
     let item = allowance_item(&rig.store, &record).await;
     assert!(
@@ -599,6 +604,7 @@ async fn dynamodb_failing_is_a_503_and_a_retried_job() {
         "nothing archived"
     );
     proxy.clear();
+    keygate_tests::caught_up().await; // the allowance directory lists the day's keys
     let summary = usage.daily(None).await.expect("the retry succeeds");
     assert_eq!((summary.reports, summary.archived_days), (1, 1));
     let report = rig
@@ -658,6 +664,7 @@ async fn one_failing_owner_does_not_stop_the_others() {
         .get_item()
         .table_name(rig.store.table())
         .set_key(Some(record_key(globex)))
+        .consistent_read(true)
         .send()
         .await
         .unwrap()
@@ -670,6 +677,7 @@ async fn one_failing_owner_does_not_stop_the_others() {
 
     rig.clock.set(NOON + DAY / 2 + 900);
     let admin = Caller::operator("test");
+    keygate_tests::caught_up().await; // the allowance directory lists the day's keys
     let Err(ReportError::Partial(summary)) = rig.usage.daily(None).await else {
         panic!("the run must fail, naming the owner");
     };
@@ -697,6 +705,7 @@ async fn one_failing_owner_does_not_stop_the_others() {
     }
 
     set_status(original).await.unwrap();
+    keygate_tests::caught_up().await; // the allowance directory lists the day's keys
     let summary = rig.usage.daily(None).await.expect("the re-run succeeds");
     assert!(summary.failed_owners.is_empty());
     // Only globex had a day left to archive.

@@ -106,6 +106,9 @@ BENCH_ROTATION_KEYS ?= 200
 # Usage report benchmark: one owner with this many keys and 30 days of usage.
 BENCH_USAGE_KEYS ?= 1000
 
+# The benchmarks measure our own code against the emulator, without the
+# realism proxy's overhead (KEYGATE_REALISM=off), as BENCHMARKS.md always has.
+bench: export KEYGATE_REALISM = off
 bench: tools build ## Measure and write BENCHMARKS.md (release builds; takes minutes)
 	cargo build --release --locked -p keygate-tests $(addprefix -p ,$(FUNCTIONS)) --bins
 	cargo bench --locked -p keygate-tests --bench decision -- --noplot

@@ -313,3 +313,94 @@ async fn a_rotation_cancelled_by_a_conflict_fails_and_the_next_sweep_rotates() {
     assert_eq!(summary.rotated.len(), 1, "{summary:?}");
     assert!(summary.failed.is_empty(), "{summary:?}");
 }
+
+/// A hot key on a throttled partition (limits scaled to 1/50: 20 write
+/// units/s) with the authorizer's production SDK settings: throttled
+/// decisions fail closed (`error`), never allow; every allow is a write that
+/// landed, and the quota is never exceeded.
+#[tokio::test]
+async fn a_throttled_hot_key_never_over_admits_nor_allows_without_a_write() {
+    let rig = rig(Config {
+        scale: 0.02,
+        ..Config::default()
+    })
+    .await;
+    let (key, record) = rig
+        .issue(|s| {
+            s.limits.quota = Some(keygate::limits::Quota {
+                limit: 40,
+                period: keygate::limits::Period::Day,
+            })
+        })
+        .await;
+    let table = rig.store.table().to_owned();
+    let config = authorizer::Config::from_lookup(|name| match name {
+        "KEYGATE_TABLE" => Some(table.clone()),
+        "KEYGATE_KEY_ENV" => Some("test".into()),
+        _ => None,
+    })
+    .unwrap();
+    let (timeouts, retries) = config.sdk_timeouts();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
+        .endpoint_url(rig.proxy.endpoint())
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .build();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), &table);
+    let handler = std::sync::Arc::new(authorizer::Handler::new(
+        keygate::authorize::Authorizer::new(
+            store,
+            rig.clock.clone(),
+            rig.format.clone(),
+            config.auth,
+        ),
+        config.settings,
+        "ak",
+    ));
+    let key = std::sync::Arc::new(key);
+    let mut allowed = 0;
+    let mut errors = 0;
+    let mut over = 0;
+    for _ in 0..3 {
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let (handler, key) = (handler.clone(), key.clone());
+                tokio::spawn(async move {
+                    handler
+                        .handle(event(Payload::HttpV2Simple, Some(key.expose())), "hot")
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            let handled = task.await.unwrap();
+            match (handled.allowed, handled.reason) {
+                (true, _) => allowed += 1,
+                (false, Some("error")) => errors += 1,
+                (false, Some("quota_exceeded")) => over += 1,
+                other => panic!("unexpected {other:?}: {}", handled.response),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let throttles: u64 = rig.proxy.all_usage().values().map(|u| u.throttles).sum();
+    assert!(throttles > 0, "the partition was throttled");
+    assert!(
+        errors > 0,
+        "throttled decisions failed closed: {allowed} {errors} {over}"
+    );
+    assert!(allowed <= 40, "over-admitted: {allowed}");
+    let item = keygate_tests::allowance_item(&rig.store, &record).await;
+    let spent: i64 = item
+        .get("qu")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // Every allow is a write that landed (a write whose answer was lost may
+    // have landed too, and spent without an allow), never past the quota.
+    assert!(
+        allowed as i64 <= spent && spent <= 40,
+        "allowed {allowed}, spent {spent}"
+    );
+}

@@ -190,6 +190,9 @@ async fn issue_call_exhaust_revoke_through_the_gateway() {
         day["top_routes"],
         json!([{"route": "GET /v1/whoami", "count": 3}])
     );
+    // Owner totals list the owner's keys through an index: it shows a key
+    // issued a moment ago within the stale window.
+    keygate_tests::caught_up().await;
     let totals = s
         .call(Some(&s.admin), "GET", "/v1/usage?owner=acme", None)
         .await;

@@ -74,7 +74,7 @@ async fn key_records_and_audit_events_at_their_largest_fit() {
             Scope::parse(&format!("DELETE {path}")[..MAX_SCOPE_LEN]).unwrap()
         })
         .collect();
-    let mut spec = KeySpec::new(&text(64, 'o'), &text(MAX_NAME, 'n'), scopes);
+    let mut spec = KeySpec::new(text(64, 'o'), text(MAX_NAME, 'n'), scopes);
     spec.allowed_cidrs = (0..MAX_CIDRS)
         .map(|i| {
             format!("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff{i:02x}/128")

@@ -139,10 +139,15 @@ async fn create_read_and_revoke_a_key() {
     assert_eq!(store.key_by_id(&missing).await.unwrap(), None);
 }
 
-/// One admission, retried as the pipeline does when counters roll over.
+/// One admission, retried as the pipeline does when counters roll over,
+/// and, like a client, after a pause when the partition is throttled
+/// (`make test` scales DynamoDB's partition limits down, so a burst of 200
+/// writes to one item meets them): a throttled write decided nothing.
 async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, now: i64) -> bool {
     let mut hints = CounterHints::guess(&record.limits, now);
-    for _ in 0..8 {
+    let mut throttled = 0;
+    let mut attempts = 0;
+    while attempts < 8 {
         let plan = AdmitPlan::new(
             &record.allowance_id,
             &record.key_id,
@@ -157,7 +162,17 @@ async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, 
                 keep_from: None,
             },
         );
-        match store.admit(&plan).await.unwrap() {
+        let outcome = match store.admit(&plan).await {
+            Ok(outcome) => outcome,
+            Err(keygate::store::StoreError::Dynamo(e)) if is_throttling(&e) && throttled < 100 => {
+                throttled += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => panic!("admission failed: {e:?}"),
+        };
+        attempts += 1;
+        match outcome {
             AdmitOutcome::Admitted(_) => return true,
             AdmitOutcome::Rejected(old) => match explain(&plan, old.as_ref(), now) {
                 Explained::Retry(h) => hints = h,
@@ -167,6 +182,14 @@ async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, 
         }
     }
     panic!("no decision after 8 attempts")
+}
+
+fn is_throttling(e: &aws_sdk_dynamodb::Error) -> bool {
+    matches!(
+        e,
+        aws_sdk_dynamodb::Error::ThrottlingException(_)
+            | aws_sdk_dynamodb::Error::ProvisionedThroughputExceededException(_)
+    )
 }
 
 #[tokio::test]

@@ -4,9 +4,15 @@
 //!
 //! A `BatchWriteItem` whose items' partitions are partly exhausted forwards
 //! the rest and answers the throttled ones in `UnprocessedItems`, as
-//! DynamoDB does; wholly exhausted, it is refused. Index writes are charged
-//! the units of the table write to each index partition the item leaves or
-//! enters (DynamoDB charges the projected size; close enough for budgets).
+//! DynamoDB does; wholly exhausted, it is refused. An index is written (and
+//! charged) only when the write changes what the index holds for the item:
+//! its index key, or a projected attribute (DynamoDB's "Provisioned
+//! throughput considerations for global secondary indexes": a table write
+//! that changes neither causes no index write). It is charged the units of
+//! the table write to each index partition the item leaves or enters
+//! (DynamoDB charges the projected size; close enough for budgets). Before
+//! an update has run its result is unknown, so its throttle check counts
+//! every index the item is in.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +22,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value};
 
 use super::answers::{cancellation_reason, cancelled, validation, TOO_LARGE, TOO_LARGE_UPDATE};
-use super::schema::{key_text, Schema};
+use super::schema::{key_text, project, Schema};
 use super::throughput::{Kind, Partition};
 use super::units::{item_size, write_units, Item, MAX_ITEM_BYTES};
 use super::{changed_answer, open, whole, Answer, Call, State};
@@ -39,12 +45,16 @@ struct Action {
 }
 
 impl Action {
-    /// The partitions the item is in, before, after, or as put.
+    /// The partitions the write touches: the table's, and each index's
+    /// the item is in (before, after, or as put) if the write changes it.
     fn partitions(&self) -> Vec<Partition> {
         let key = self.schema.partition_of(&self.key).unwrap_or_default();
         let mut out = vec![Partition::table(&self.table, &key)];
         let images = [&self.before, &self.after, &self.put];
         for index in &self.schema.indexes {
+            if !self.changes(index) {
+                continue;
+            }
             for image in images.iter().filter_map(|i| i.as_ref()) {
                 if let Some(value) = image.get(&index.hash) {
                     let partition = Partition::index(&self.table, &index.name, &key_text(value));
@@ -55,6 +65,25 @@ impl Action {
             }
         }
         out
+    }
+
+    /// Whether the write changes the item as `index` holds it (an update
+    /// not yet run counts as changing it).
+    fn changes(&self, index: &super::schema::Index) -> bool {
+        let names = self.schema.index_attributes(index);
+        let view = |image: Option<&Item>| {
+            image
+                .filter(|i| i.contains_key(&index.hash))
+                .map(|i| project(i, names.as_deref()))
+        };
+        let after = if self.put.is_some() {
+            self.put.as_ref()
+        } else if self.update && self.after.is_none() {
+            return true;
+        } else {
+            self.after.as_ref()
+        };
+        view(self.before.as_ref()) != view(after)
     }
 
     fn units(&self, transactional: bool) -> f64 {

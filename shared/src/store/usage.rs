@@ -338,6 +338,8 @@ impl UsageStore for DynamoStore {
             .get_item()
             .table_name(self.table())
             .set_key(Some(Self::key_of(items::report_pk(owner), day)))
+            // A report just written by the daily job is read back at once.
+            .consistent_read(true)
             .send()
             .await?;
         got.item

@@ -215,8 +215,9 @@ pub fn build(
     }
 }
 
-/// The first flags that fit [`MAX_FLAGS`] and [`MAX_FLAG_BYTES`].
-fn bounded(flags: Vec<Flag>) -> Vec<Flag> {
+/// The first flags that fit [`MAX_FLAGS`] and [`MAX_FLAG_BYTES`]: what a
+/// stored report keeps.
+pub fn bounded(flags: Vec<Flag>) -> Vec<Flag> {
     let mut bytes = 0usize;
     flags
         .into_iter()

@@ -89,6 +89,19 @@ pub async fn fresh_store() -> DynamoStore {
     DynamoStore::new(client, name)
 }
 
+/// A fresh table and a store that reaches it through a realism proxy of its
+/// own with `config` (which the test can then inspect or steer), in front
+/// of the emulator itself.
+pub async fn realism_store(config: realism::Config) -> (realism::RealismProxy, DynamoStore) {
+    let direct = fresh_store().await;
+    let proxy = realism::RealismProxy::to_emulator(config).await;
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
+        .endpoint_url(proxy.endpoint())
+        .build();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), direct.table());
+    (proxy, store)
+}
+
 /// An audit event for test fixtures written straight through the store.
 pub fn audit(
     record: &keygate::model::KeyRecord,

@@ -17,7 +17,7 @@ use keygate::secrets::SecretsManager;
 use keygate::store::{AuditAction, DynamoStore, KeyAdmin};
 use keygate_tests::events::{event, reason, with_route, Payload};
 use keygate_tests::realism::{Config, RealismProxy};
-use keygate_tests::{audit, fresh_store, logs, sdk_config, unique_name, v2_handler};
+use keygate_tests::{audit, logs, realism_store, sdk_config, unique_name, v2_handler};
 use serde_json::json;
 
 /// 2026-11-29T12:00:00Z.
@@ -35,12 +35,7 @@ struct Rig {
 /// `config`.
 async fn rig(config: Config) -> Rig {
     logs::init();
-    let direct = fresh_store().await;
-    let proxy = RealismProxy::to_emulator(config).await;
-    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
-        .endpoint_url(proxy.endpoint())
-        .build();
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), direct.table());
+    let (proxy, store) = realism_store(config).await;
     Rig {
         proxy,
         store,
@@ -281,18 +276,19 @@ async fn a_rotation_cancelled_by_a_conflict_fails_and_the_next_sweep_rotates() {
         max_keys: 100,
         grace_seconds: 86_400,
     };
+    let run = || {
+        sweep(
+            &rig.store,
+            &rig.clock,
+            &rig.format,
+            &delivery,
+            budget(),
+            "system:test",
+        )
+    };
     rig.proxy
         .inject_cancellation(["None", "None", "TransactionConflict", "None"]);
-    let summary = sweep(
-        &rig.store,
-        &rig.clock,
-        &rig.format,
-        &delivery,
-        budget(),
-        "system:test",
-    )
-    .await
-    .unwrap();
+    let summary = run().await.unwrap();
     assert!(summary.skipped.is_empty(), "{summary:?}");
     assert_eq!(summary.failed.len(), 1, "{summary:?}");
     assert!(
@@ -300,16 +296,7 @@ async fn a_rotation_cancelled_by_a_conflict_fails_and_the_next_sweep_rotates() {
         "{summary:?}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let summary = sweep(
-        &rig.store,
-        &rig.clock,
-        &rig.format,
-        &delivery,
-        budget(),
-        "system:test",
-    )
-    .await
-    .unwrap();
+    let summary = run().await.unwrap();
     assert_eq!(summary.rotated.len(), 1, "{summary:?}");
     assert!(summary.failed.is_empty(), "{summary:?}");
 }

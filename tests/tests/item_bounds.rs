@@ -17,7 +17,7 @@ use keygate::usage::report::{bounded, Flag, OwnerReport, MAX_FLAG_BYTES};
 use keygate::usage::{DayUsage, KeyDay};
 use keygate_tests::item_size::item_size;
 use keygate_tests::realism::{Config, RealismProxy};
-use keygate_tests::{fresh_store, logs, sdk_config};
+use keygate_tests::{logs, realism_store};
 
 /// DynamoDB's item size limit (400 KB, 409,600 bytes).
 const LIMIT: usize = 400 * 1024;
@@ -34,13 +34,7 @@ type Item = HashMap<String, AttributeValue>;
 
 async fn proxied() -> (RealismProxy, DynamoStore) {
     logs::init();
-    let direct = fresh_store().await;
-    let proxy = RealismProxy::to_emulator(Config::default()).await;
-    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
-        .endpoint_url(proxy.endpoint())
-        .build();
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), direct.table());
-    (proxy, store)
+    realism_store(Config::default()).await
 }
 
 async fn raw(store: &DynamoStore, pk: String, sk: &str) -> Item {

@@ -257,6 +257,9 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     self.set_hints(&record.allowance_id, granted.hints);
                     if let Some(day) = &plan.usage.keep_from {
                         self.pruned(&record.allowance_id, &plan.usage.day);
+                        if granted.pruned_for_size {
+                            tracing::warn!(allowance = %record.allowance_id, days_removed = granted.stale_usage.len(), "allowance item near DynamoDB's 400 KB limit: usage days not yet archived by the daily report are pruned (is the usage-report job running?)");
+                        }
                         if !granted.stale_usage.is_empty() {
                             // Housekeeping, once a day per container: the
                             // request is already admitted whatever happens.

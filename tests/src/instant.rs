@@ -43,6 +43,7 @@ impl Admission for InstantStore {
                     }),
             },
             stale_usage: Vec::new(),
+            pruned_for_size: false,
         }))
     }
 

@@ -11,7 +11,10 @@ pub mod events;
 pub mod faults;
 pub mod http;
 pub mod instant;
-pub mod item_size;
+/// DynamoDB's item size rules (in the shared crate, which bounds items by them).
+pub mod item_size {
+    pub use keygate::store::size::*;
+}
 pub mod logs;
 pub mod openapi;
 pub mod realism;
@@ -87,6 +90,24 @@ pub async fn fresh_store() -> DynamoStore {
         .await
         .expect("create table in the emulator");
     DynamoStore::new(client, name)
+}
+
+/// A DynamoDB client straight to the emulator, past the realism proxy
+/// (`KEYGATE_EMULATOR_URL`, else `AWS_ENDPOINT_URL`): for test setup that
+/// DynamoDB itself would throttle (writing a 300 KB item many times).
+pub async fn emulator_dynamo() -> aws_sdk_dynamodb::Client {
+    let direct = std::env::var("KEYGATE_EMULATOR_URL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let config = sdk_config().await;
+    match direct {
+        Some(url) => aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config)
+                .endpoint_url(url)
+                .build(),
+        ),
+        None => aws_sdk_dynamodb::Client::new(&config),
+    }
 }
 
 /// A fresh table and a store that reaches it through a realism proxy of its

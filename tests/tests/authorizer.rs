@@ -837,3 +837,73 @@ async fn changing_limits_through_one_key_of_a_rotated_pair_keeps_both_working() 
     assert!(rig.allowed(&rig.call_with(&old_key).await));
     assert!(rig.allowed(&rig.call_with(&new_key).await));
 }
+
+/// If the daily report job stops, the authorizer's daily pruning is the
+/// backstop that keeps the allowance under DynamoDB's 400 KB item limit:
+/// once the item is over `ALLOWANCE_PRUNE_BYTES`, only its two newest days
+/// stay (before, days within the 35-day retention were kept whatever their
+/// size, and a busy key's allowance could outgrow what DynamoDB accepts).
+#[tokio::test]
+async fn an_allowance_near_the_item_limit_keeps_only_its_live_days() {
+    // DynamoDB's own limits: one write of a 300 KB item costs 300 units.
+    logs::init();
+    let (_proxy, store) =
+        keygate_tests::realism_store(keygate_tests::realism::Config::default()).await;
+    let rig = rig_over(Payload::HttpV2Simple, store);
+    let direct = keygate_tests::emulator_dynamo().await;
+    let (key, record) = rig.issue(|_| {}).await;
+    assert!(rig.allowed(&rig.call_with(&key).await));
+    // Six unarchived days of a key busy on 300 long routes (~310 KB).
+    let kid = record.key_id.as_str();
+    for offset in 1..=6 {
+        let day = day_string(NOON + offset * 86_400);
+        let mut names = Vec::new();
+        for route in 0..300 {
+            names.push(items::usage_attr(
+                &day,
+                kid,
+                &format!("r#GET /{route:03}/{}", "p".repeat(120)),
+            ));
+        }
+        for chunk in names.chunks(50) {
+            let mut update = direct
+                .update_item()
+                .table_name(rig.store.table())
+                .key(
+                    items::PK,
+                    AttributeValue::S(items::allowance_pk(&record.allowance_id)),
+                )
+                .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.into()))
+                .expression_attribute_values(":n", AttributeValue::N("7".into()));
+            let mut set = Vec::new();
+            for (i, name) in chunk.iter().enumerate() {
+                update = update.expression_attribute_names(format!("#a{i}"), name);
+                set.push(format!("#a{i} = :n"));
+            }
+            update
+                .update_expression(format!("SET {}", set.join(", ")))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let size = |item: &std::collections::HashMap<String, AttributeValue>| {
+        keygate_tests::item_size::item_size(item)
+    };
+    assert!(size(&rig.allowance(&record).await) > items::ALLOWANCE_PRUNE_BYTES);
+    // The first request of day 6 (this container's first write that day).
+    rig.clock.set(NOON + 6 * 86_400);
+    keygate_tests::caught_up().await;
+    assert!(rig.allowed(&rig.call_with(&key).await));
+    let item = rig.allowance(&record).await;
+    let days: std::collections::BTreeSet<&str> = item
+        .keys()
+        .filter_map(|n| n.strip_prefix("u#")?.split('#').next())
+        .collect();
+    assert_eq!(
+        days.into_iter().collect::<Vec<_>>(),
+        vec![day_string(NOON + 5 * 86_400), day_string(NOON + 6 * 86_400)],
+        "only the two newest days stay"
+    );
+    assert!(size(&item) < items::ALLOWANCE_PRUNE_BYTES);
+}

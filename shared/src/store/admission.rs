@@ -121,8 +121,14 @@ pub struct Granted {
     pub quota_remaining: Option<u64>,
     pub rate_remaining: Option<u64>,
     pub hints: CounterHints,
-    /// Usage attributes older than the plan's `keep_from` (only when asked).
+    /// Usage attributes to prune (only when asked, with `keep_from`): those
+    /// older than `keep_from`, or, when the item is over
+    /// [`items::ALLOWANCE_PRUNE_BYTES`], all but its newest
+    /// [`items::LIVE_USAGE_DAYS`] days.
     pub stale_usage: Vec<String>,
+    /// Whether `stale_usage` holds days within retention, pruned for size
+    /// (possibly never archived).
+    pub pruned_for_size: bool,
 }
 
 /// The result of one admission attempt.
@@ -332,25 +338,47 @@ impl AdmitPlan {
         let left = |limit: u64, used: Option<i64>| {
             limit.saturating_sub(used.and_then(|u| u64::try_from(u).ok()).unwrap_or(limit))
         };
-        let stale_usage = match &self.usage.keep_from {
-            None => Vec::new(),
-            Some(keep_from) => new
-                .keys()
-                .filter(|name| {
-                    name.strip_prefix("u#")
-                        .and_then(|rest| rest.split('#').next())
-                        .is_some_and(|day| day < keep_from.as_str())
-                })
-                .cloned()
-                .collect(),
+        let (stale_usage, pruned_for_size) = match &self.usage.keep_from {
+            None => (Vec::new(), false),
+            Some(keep_from) => stale_usage(new, keep_from),
         };
         Granted {
             quota_remaining: self.quota_limit.map(|limit| left(limit, quota_used)),
             rate_remaining: self.rate_limit.map(|limit| left(limit, rate_used)),
             hints,
             stale_usage,
+            pruned_for_size,
         }
     }
+}
+
+/// The usage attributes of `item` to prune: days before `keep_from`, or, if
+/// the item is over [`items::ALLOWANCE_PRUNE_BYTES`], every day but the
+/// newest [`items::LIVE_USAGE_DAYS`] (and whether that size rule decided).
+fn stale_usage(item: &HashMap<String, AttributeValue>, keep_from: &str) -> (Vec<String>, bool) {
+    fn day_of(name: &str) -> Option<&str> {
+        name.strip_prefix("u#")?.split('#').next()
+    }
+    let mut cutoff = keep_from;
+    let mut for_size = false;
+    if crate::store::size::item_size(item) > items::ALLOWANCE_PRUNE_BYTES {
+        let mut days: Vec<&str> = item.keys().filter_map(|n| day_of(n)).collect();
+        days.sort_unstable_by(|a, b| b.cmp(a));
+        days.dedup();
+        if let Some(oldest_live) = days.get(items::LIVE_USAGE_DAYS as usize - 1) {
+            if *oldest_live > cutoff {
+                cutoff = *oldest_live;
+                for_size = true;
+            }
+        }
+    }
+    let stale: Vec<String> = item
+        .keys()
+        .filter(|name| day_of(name).is_some_and(|day| day < cutoff))
+        .cloned()
+        .collect();
+    let for_size = for_size && !stale.is_empty();
+    (stale, for_size)
 }
 
 fn num(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
@@ -557,5 +585,41 @@ mod tests {
         assert_eq!(g.rate_remaining, Some(0));
         assert_eq!(g.hints.quota.unwrap().start, 1);
         assert_eq!(route_label(&"é".repeat(100)).len(), 128);
+    }
+
+    #[test]
+    fn an_allowance_near_the_item_limit_keeps_only_its_live_days() {
+        let big = |day: &str, route: usize| {
+            (
+                format!("u#{day}#key_x#r#GET /{route:03}/{}", "p".repeat(120)),
+                AttributeValue::N("12345".into()),
+            )
+        };
+        let mut new: HashMap<String, AttributeValue> = HashMap::new();
+        for day in ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"] {
+            for route in 0..500 {
+                let (name, value) = big(day, route);
+                new.insert(name, value);
+            }
+        }
+        assert!(crate::store::size::item_size(&new) > items::ALLOWANCE_PRUNE_BYTES);
+        let (stale, for_size) = stale_usage(&new, "2026-10-01");
+        assert!(for_size);
+        assert_eq!(stale.len(), 1000, "the two oldest days go");
+        assert!(stale
+            .iter()
+            .all(|n| n.starts_with("u#2026-11-01") || n.starts_with("u#2026-11-02")));
+        // Under the limit, only days past retention go.
+        let small: HashMap<String, AttributeValue> = [
+            big("2026-09-30", 1),
+            big("2026-11-03", 1),
+            big("2026-11-04", 1),
+        ]
+        .into_iter()
+        .collect();
+        let (stale, for_size) = stale_usage(&small, "2026-10-01");
+        assert!(!for_size);
+        assert_eq!(stale.len(), 1);
+        assert!(stale[0].starts_with("u#2026-09-30"));
     }
 }

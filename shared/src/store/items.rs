@@ -106,6 +106,17 @@ pub const MAX_ROUTE_LABEL: usize = 128;
 /// labels from configuration, 20 address slots).
 pub const USAGE_RETENTION_DAYS: i64 = 35;
 
+/// Above this size (DynamoDB's rules, [`crate::store::size`]), the
+/// authorizer's daily pruning keeps only the [`LIVE_USAGE_DAYS`] newest days
+/// of usage on the allowance, archived or not: DynamoDB refuses an item over
+/// 400 KB, which would fail every decision of the key. In the steady state
+/// the daily report job archives older days long before; this only acts when
+/// that job has stopped for days and the key is busy on many routes (the
+/// unarchived days are then lost, and the authorizer logs it). Bound: at most
+/// this plus one day's growth (a rotated pair on 300 routes with 128-byte
+/// labels, ~105 KB), under 400 KB.
+pub const ALLOWANCE_PRUNE_BYTES: usize = 256 * 1024;
+
 /// Days of usage counters an allowance item holds in the steady state: today,
 /// and yesterday until the daily usage report archives it (00:15 UTC) and
 /// removes it from the item. [`USAGE_RETENTION_DAYS`] only bounds the item if

@@ -16,6 +16,7 @@ pub mod admission;
 pub mod audit;
 mod dynamo;
 pub mod items;
+pub mod size;
 mod usage;
 
 use async_trait::async_trait;

@@ -6,7 +6,12 @@
 //! significant digits plus one (leading and trailing zeros trimmed); binary
 //! its raw bytes; boolean and null one byte; a list or map 3 bytes plus its
 //! elements, each element one more byte; a set the sum of its elements. Every
-//! top-level attribute also counts its name's UTF-8 bytes.
+//! top-level attribute also counts its name's UTF-8 bytes. (DynamoDB
+//! Developer Guide, "Item sizes and formats"; items are capped at 400 KB.)
+//!
+//! The store uses it to keep the allowance item bounded
+//! ([`crate::store::items::ALLOWANCE_PRUNE_BYTES`]); tests and benchmarks to
+//! measure items and write units.
 
 use std::collections::HashMap;
 

@@ -67,7 +67,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             .key_by_id(id)
             .await?
             .ok_or(ManageError::Unauthenticated)?;
-        if matches!(own.status, KeyStatus::Revoked | KeyStatus::Retired) {
+        if !own.status.is_live() {
             return Err(ManageError::Unauthenticated);
         }
         check_grant(
@@ -182,9 +182,9 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
     ) -> Result<KeyView, ManageError> {
         caller.require("keys:issue")?;
         let old = self.visible(caller, key_id).await?;
-        if matches!(old.status, KeyStatus::Revoked | KeyStatus::Retired) {
+        if !old.status.is_live() {
             return Err(ManageError::Conflict(
-                "a revoked or retired key cannot change".into(),
+                "a revoked, retired or quarantined key cannot change".into(),
             ));
         }
         let now = self.clock.now();

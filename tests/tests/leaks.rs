@@ -312,7 +312,9 @@ async fn unsigned_or_forged_reports_are_401_and_change_nothing() {
     let other = sign(&pair(), &body);
     let mut altered = body.clone();
     altered.extend_from_slice(b" ");
-    let cases: Vec<(&str, Option<&str>, Option<&str>, &[u8], &str)> = vec![
+    // (what, key id, signature, body, expected code)
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8], &'a str);
+    let cases: Vec<Case> = vec![
         ("bad signature", Some(KEY_ID), Some("MEUCIQDKZokqnCjrRtw0tni+2Ltvl/uiMJ1EGumEsp1BsNr32AIgQY1YXD2nlj+XNfGK4rBfkMJ1JDOQcYXxa2sY8FNkrKc="), &body, "invalid_signature"),
         ("another key's signature", Some(KEY_ID), Some(&other), &body, "invalid_signature"),
         ("unknown key id", Some("someone-else"), Some(&good), &body, "unknown_signing_key"),

@@ -26,4 +26,4 @@ pub mod signature;
 
 pub use notify::{EventBridgeNotifier, LeakNotice, LeakNotifier};
 pub use policy::{apply, LeakMark, LeakPolicy, Sighting};
-pub use service::{Handled, LeakService};
+pub use service::{Handled, LeakHandler, LeakService};

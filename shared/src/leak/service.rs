@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use serde_json::json;
 
 use crate::clock::Clock;
@@ -155,6 +156,23 @@ impl<S: LeakStore, C: Clock, N: LeakNotifier> LeakService<S, C, N> {
         Err(StoreError::Conflict)
     }
 
+    /// A manual report of a key given as a string (`keyctl report-leak`
+    /// reading standard input): `None` when it is not one of this
+    /// deployment's keys (checked offline first) or no record has its hash.
+    pub async fn handle_token(
+        &self,
+        token: &str,
+        sighting: &Sighting,
+    ) -> Result<Option<Handled>, StoreError> {
+        let Ok(key) = self.format.parse(token) else {
+            return Ok(None);
+        };
+        match self.store.keys_by_hashes(&[KeyHash::of(&key)]).await?.pop() {
+            Some(record) => self.handle(record, sighting).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The owner's notice. The change is made and audited already, so a
     /// failed notice is logged, not retried by failing the report (a
     /// retried report would find the key handled and send nothing).
@@ -178,5 +196,20 @@ impl<S: LeakStore, C: Clock, N: LeakNotifier> LeakService<S, C, N> {
                 tracing::error!(key_id = %record.key_id, error = %e, cause = ?std::error::Error::source(&e), "leak handled, owner notice failed")
             }
         }
+    }
+}
+
+/// [`LeakService::handle`] behind a trait object, so the management API can
+/// hold the leak path without taking on its store, clock and notifier types.
+#[async_trait]
+pub trait LeakHandler: Send + Sync {
+    /// See [`LeakService::handle`].
+    async fn handle(&self, record: KeyRecord, sighting: &Sighting) -> Result<Handled, StoreError>;
+}
+
+#[async_trait]
+impl<S: LeakStore, C: Clock, N: LeakNotifier> LeakHandler for LeakService<S, C, N> {
+    async fn handle(&self, record: KeyRecord, sighting: &Sighting) -> Result<Handled, StoreError> {
+        LeakService::handle(self, record, sighting).await
     }
 }

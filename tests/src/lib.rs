@@ -13,6 +13,7 @@ pub mod http;
 pub mod instant;
 pub mod item_size;
 pub mod logs;
+pub mod notices;
 pub mod openapi;
 pub mod realism;
 pub mod runtime_api;

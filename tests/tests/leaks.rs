@@ -3,23 +3,20 @@
 //! GitHub's key endpoint serves, the real key fetch, the real store, and
 //! the authorizer deciding on the reported key afterwards.
 
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
 use base64::Engine;
 use keygate::clock::{Clock, ManualClock};
 use keygate::issue::{mint, KeySpec};
 use keygate::key::{ApiKey, KeyEnv, KeyFormat};
 use keygate::leak::http::{github, GithubRequest};
 use keygate::leak::keys::KeyCache;
-use keygate::leak::notify::NotifyError;
 use keygate::leak::signature::p256_pem;
-use keygate::leak::{LeakNotice, LeakNotifier, LeakPolicy, LeakService};
+use keygate::leak::{LeakPolicy, LeakService};
 use keygate::model::{KeyRecord, KeyStatus};
 use keygate::scope::Scope;
 use keygate::store::{AuditAction, DynamoStore, KeyAdmin};
 use keygate_tests::counting::{counted, RequestCount};
 use keygate_tests::events::{event, reason, Payload};
+use keygate_tests::notices::Recorded;
 use keygate_tests::{fresh_store, logs};
 use leaks::HttpKeySource;
 use ring::rand::SystemRandom;
@@ -64,24 +61,6 @@ async fn key_endpoint(list: String) -> String {
         }
     });
     url
-}
-
-/// Notices kept in memory.
-#[derive(Clone, Default)]
-struct Recorded(Arc<Mutex<Vec<LeakNotice>>>);
-
-#[async_trait]
-impl LeakNotifier for Recorded {
-    async fn notify(&self, notice: &LeakNotice) -> Result<(), NotifyError> {
-        self.0.lock().unwrap().push(notice.clone());
-        Ok(())
-    }
-}
-
-impl Recorded {
-    fn all(&self) -> Vec<LeakNotice> {
-        self.0.lock().unwrap().clone()
-    }
 }
 
 struct Rig {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use keygate::clock::SystemClock;
 use keygate::config::Deployment;
-use keygate::limits::{Limits, Period, Quota, Rate};
 use keygate::leak::{EventBridgeNotifier, LeakPolicy, LeakService, Sighting};
+use keygate::limits::{Limits, Period, Quota, Rate};
 use keygate::manage::request::{
     validate_source_url, IssueRequest, ReportLeakRequest, RotateRequest, UpdateRequest,
 };

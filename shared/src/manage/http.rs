@@ -187,9 +187,10 @@ where
                 .events(&caller, id, req.param("cursor"), req.param("limit"))
                 .await?,
         ),
-        (["keys"] | ["keys", _] | ["keys", _, "revoke" | "rotate" | "report-leak" | "events"], _) => {
-            Err(ManageError::MethodNotAllowed)
-        }
+        (
+            ["keys"] | ["keys", _] | ["keys", _, "revoke" | "rotate" | "report-leak" | "events"],
+            _,
+        ) => Err(ManageError::MethodNotAllowed),
         _ => Err(ManageError::NoRoute),
     }
 }

@@ -91,24 +91,23 @@ pub struct ReportLeakRequest {
 pub const MAX_SOURCE_URL: usize = 2048;
 
 /// A reported source URL: `https://`, a host, at most
-/// [`MAX_SOURCE_URL`] bytes, no whitespace or control characters (it is
-/// stored, audited and sent on to the owner).
+/// [`MAX_SOURCE_URL`] bytes of printable ASCII without spaces (it is
+/// stored, audited and sent on to the owner; the OpenAPI pattern says the
+/// same).
 pub fn validate_source_url(url: &str) -> Result<(), ManageError> {
-    let host = url.strip_prefix("https://").map(|rest| {
-        rest.split(['/', '?', '#'])
-            .next()
-            .unwrap_or_default()
-    });
+    let host = url
+        .strip_prefix("https://")
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
     let ok = url.len() <= MAX_SOURCE_URL
         && host.is_some_and(|h| !h.is_empty())
-        && !url.chars().any(|c| c.is_control() || c.is_whitespace());
+        && url.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(())
     } else {
         Err(ManageError::invalid(
             "invalid_source_url",
             "source_url",
-            format!("source_url must be an https:// URL of at most {MAX_SOURCE_URL} bytes"),
+            format!("source_url must be an https:// URL of at most {MAX_SOURCE_URL} printable ASCII characters"),
         ))
     }
 }
@@ -449,6 +448,7 @@ mod tests {
             "https://a b",
             "ftp://x",
             "github.com/o/r",
+            "https://h/\u{e9}",
         ] {
             assert!(validate_source_url(bad).is_err(), "{bad}");
         }

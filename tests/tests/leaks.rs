@@ -17,7 +17,7 @@ use keygate::store::{AuditAction, DynamoStore, KeyAdmin};
 use keygate_tests::counting::{counted, RequestCount};
 use keygate_tests::events::{event, reason, Payload};
 use keygate_tests::notices::Recorded;
-use keygate_tests::{fresh_store, logs};
+use keygate_tests::{fresh_store, logs, openapi};
 use leaks::HttpKeySource;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
@@ -142,7 +142,10 @@ impl Rig {
             signature: sig,
             body,
         };
-        github(&self.service, &self.keys, req).await
+        let (status, answer) = github(&self.service, &self.keys, req).await;
+        // Every answer is the documented one.
+        openapi::check("POST", "/v1/leaks/github", status, &answer);
+        (status, answer)
     }
 
     async fn record(&self, r: &KeyRecord) -> KeyRecord {

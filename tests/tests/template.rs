@@ -297,8 +297,10 @@ fn leak_notices_use_the_default_bus_and_only_the_leak_route_skips_the_authorizer
                     .iter()
                     .any(|a| text(a).as_deref() == Some("events:PutEvents"));
                 if puts {
-                    let resources: Vec<String> =
-                        list(&statement["Resource"]).iter().filter_map(text).collect();
+                    let resources: Vec<String> = list(&statement["Resource"])
+                        .iter()
+                        .filter_map(text)
+                        .collect();
                     assert_eq!(resources, vec![default_bus.to_owned()], "{name:?}");
                 }
             }
@@ -322,6 +324,10 @@ fn leak_notices_use_the_default_bus_and_only_the_leak_route_skips_the_authorizer
     }
     for function in ["KeysFunction", "LeaksFunction"] {
         let env = &doc["Resources"][function]["Properties"]["Environment"]["Variables"];
-        assert_eq!(reference(&env["KEYGATE_LEAK_POLICY"]), Some("LeakPolicy"), "{function}");
+        assert_eq!(
+            reference(&env["KEYGATE_LEAK_POLICY"]),
+            Some("LeakPolicy"),
+            "{function}"
+        );
     }
 }

@@ -250,32 +250,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-
-    const TEMPLATE: &str = r#"
-Resources:
-  Api:
-    Type: AWS::Serverless::HttpApi
-    Properties:
-      Auth:
-        DefaultAuthorizer: Keys
-        Authorizers:
-          Keys:
-            FunctionArn: !GetAtt AuthFn.Arn
-            AuthorizerPayloadFormatVersion: "2.0"
-            EnableSimpleResponses: true
-            Identity:
-              Headers: [Authorization]
-  AuthFn:
-    Type: AWS::Serverless::Function
-    Metadata: { BuildProperties: { Binary: authorizer } }
-  HookFn:
-    Type: AWS::Serverless::Function
-    Metadata: { BuildProperties: { Binary: hook } }
-    Properties:
-      Events:
-        Open: { Type: HttpApi, Properties: { ApiId: !Ref Api, Method: POST, Path: /hook, Auth: { Authorizer: NONE } } }
-        Closed: { Type: HttpApi, Properties: { ApiId: !Ref Api, Method: POST, Path: /closed } }
-"#;
+    use crate::template::tests::TEMPLATE;
 
     /// A stand-in invoke endpoint: records which functions are invoked and
     /// denies as the authorizer, answers 202 as any other function.
@@ -331,16 +306,16 @@ Resources:
         (base, invoked)
     }
 
-    fn post(path: &str, headers: &[(&str, &str)]) -> Incoming {
+    fn get(path: &str, headers: &[(&str, &str)]) -> Incoming {
         Incoming {
-            method: "POST".into(),
+            method: "GET".into(),
             path: path.into(),
             raw_query: String::new(),
             headers: headers
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            body: b"[]".to_vec(),
+            body: Vec::new(),
             source_ip: "203.0.113.7".into(),
             protocol: "HTTP/1.1".into(),
             request_id: "req".into(),
@@ -354,17 +329,17 @@ Resources:
         let api = ApiSpec::from_template(TEMPLATE, None).unwrap();
         let gateway = Gateway::new(api, Invoker::new(&base, Duration::from_secs(5)));
 
-        let open = gateway.handle(&post("/hook", &[])).await;
+        let open = gateway.handle(&get("/health", &[])).await;
         assert_eq!((open.status, open.body.as_slice()), (202, &b"served"[..]));
-        assert_eq!(*invoked.lock().unwrap(), ["hook"]);
+        assert_eq!(*invoked.lock().unwrap(), ["items"]);
 
         // The same function behind the authorizer: no identity, no call at
         // all; with one, the authorizer decides first (and denies).
         invoked.lock().unwrap().clear();
-        assert_eq!(gateway.handle(&post("/closed", &[])).await.status, 401);
+        assert_eq!(gateway.handle(&get("/items/1", &[])).await.status, 401);
         assert!(invoked.lock().unwrap().is_empty());
         let denied = gateway
-            .handle(&post("/closed", &[("authorization", "Bearer x")]))
+            .handle(&get("/items/1", &[("authorization", "Bearer x")]))
             .await;
         assert_eq!(denied.status, 403);
         assert_eq!(*invoked.lock().unwrap(), ["authorizer"]);

@@ -322,10 +322,12 @@ fn resolve(v: &Value, params: Option<&Mapping>) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const TEMPLATE: &str = r#"
+    /// An API with an authorizer, a route behind it (`GET /items/{id}`), an
+    /// open one (`GET /health`, `Authorizer: NONE`) and a greedy one.
+    pub(crate) const TEMPLATE: &str = r#"
 Parameters:
   Stage: { Type: String, Default: prod }
 Resources:

@@ -103,6 +103,27 @@ pub async fn realism_store(config: realism::Config) -> (realism::RealismProxy, D
     (proxy, store)
 }
 
+/// Mint a key from `spec` at `now` and store it with its `issued` event,
+/// straight through the store; the key is remembered for the log check.
+pub async fn store_key(
+    store: &DynamoStore,
+    format: &keygate::key::KeyFormat,
+    spec: keygate::issue::KeySpec,
+    now: keygate::clock::Timestamp,
+) -> (keygate::key::ApiKey, keygate::model::KeyRecord) {
+    use keygate::store::KeyAdmin;
+    let (key, record) = keygate::issue::mint(format, spec, now);
+    logs::remember(&key);
+    store
+        .create_key(
+            &record,
+            &audit(&record, keygate::store::AuditAction::Issued),
+        )
+        .await
+        .unwrap();
+    (key, record)
+}
+
 /// An audit event for test fixtures written straight through the store.
 pub fn audit(
     record: &keygate::model::KeyRecord,

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use keygate::clock::{Clock, ManualClock};
-use keygate::issue::{mint, KeySpec};
+use keygate::issue::KeySpec;
 use keygate::key::{ApiKey, KeyEnv, KeyFormat};
 use keygate::leak::http::{github, GithubRequest};
 use keygate::leak::keys::KeyCache;
@@ -113,13 +113,7 @@ impl Rig {
             "leaky",
             vec![Scope::parse("GET /orders/*").unwrap()],
         );
-        let (key, record) = mint(&self.format, spec, self.clock.now());
-        logs::remember(&key);
-        self.store
-            .create_key(&record, &keygate_tests::audit(&record, AuditAction::Issued))
-            .await
-            .unwrap();
-        (key, record)
+        keygate_tests::store_key(&self.store, &self.format, spec, self.clock.now()).await
     }
 
     fn body(tokens: &[&str]) -> Vec<u8> {

@@ -283,6 +283,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         // the key is no longer allowed to spend from it.
                         break Err(match record.status {
                             KeyStatus::Active | KeyStatus::Revoked => DenyReason::Revoked,
+                            KeyStatus::Quarantined => DenyReason::Leaked,
                             _ => DenyReason::Expired,
                         });
                     }
@@ -427,6 +428,7 @@ fn check_record(record: &KeyRecord, req: &AuthRequest<'_>, now: Timestamp) -> Op
     match record.status {
         KeyStatus::Revoked => return Some(DenyReason::Revoked),
         KeyStatus::Retired => return Some(DenyReason::Expired),
+        KeyStatus::Quarantined => return Some(DenyReason::Leaked),
         KeyStatus::Active | KeyStatus::Rotating => {}
     }
     if record.usable_until().is_some_and(|until| until <= now) {

@@ -30,10 +30,12 @@ pub enum DenyReason {
     RateLimited,
     ScopeDenied,
     IpDenied,
+    /// Reported leaked and quarantined (policy `quarantine`).
+    Leaked,
 }
 
 impl DenyReason {
-    pub const ALL: [DenyReason; 11] = [
+    pub const ALL: [DenyReason; 12] = [
         DenyReason::Missing,
         DenyReason::Malformed,
         DenyReason::KeyInQuery,
@@ -45,6 +47,7 @@ impl DenyReason {
         DenyReason::RateLimited,
         DenyReason::ScopeDenied,
         DenyReason::IpDenied,
+        DenyReason::Leaked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl DenyReason {
             DenyReason::RateLimited => "rate_limited",
             DenyReason::ScopeDenied => "scope_denied",
             DenyReason::IpDenied => "ip_denied",
+            DenyReason::Leaked => "leaked",
         }
     }
 

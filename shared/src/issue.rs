@@ -69,6 +69,7 @@ pub fn mint(format: &KeyFormat, spec: KeySpec, now: Timestamp) -> (ApiKey, KeyRe
         rotation_days: spec.rotation_days,
         metadata: spec.metadata,
         secret_pending: false,
+        leak: None,
     };
     (key, record)
 }

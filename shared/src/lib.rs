@@ -13,7 +13,8 @@
 //! - [`sdk`]: the AWS SDK's configuration, with the one HTTPS stack;
 //! - [`authorize`]: the authorizer's pipeline, free of Lambda event types;
 //! - [`table`]: the table definition, read from `template.yaml`;
-//! - [`usage`]: usage reports, billing totals and anomaly flags.
+//! - [`usage`]: usage reports, billing totals and anomaly flags;
+//! - [`leak`]: leaked-key reports (GitHub secret scanning, manual).
 
 pub mod address;
 pub mod authorize;
@@ -25,6 +26,7 @@ pub mod hash;
 pub mod id;
 pub mod issue;
 pub mod key;
+pub mod leak;
 pub mod limits;
 pub mod logs;
 pub mod manage;

@@ -29,6 +29,16 @@ pub enum KeyStatus {
     Revoked,
     /// Rotated and past its grace deadline: denied.
     Retired,
+    /// Reported leaked under the `quarantine` policy: denied `leaked` until
+    /// an admin revokes it (see [`crate::leak`]).
+    Quarantined,
+}
+
+impl KeyStatus {
+    /// Whether the key may still spend from its allowance.
+    pub fn is_live(self) -> bool {
+        matches!(self, KeyStatus::Active | KeyStatus::Rotating)
+    }
 }
 
 /// A stored key. Holds the hash and a display hint, never the plaintext.
@@ -74,6 +84,10 @@ pub struct KeyRecord {
     /// made current there: the rotation sweep finishes the delivery.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret_pending: bool,
+    /// Set once, by the first leak report (see [`crate::leak`]): a second
+    /// report of the same key changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leak: Option<crate::leak::LeakMark>,
 }
 
 fn default_rotation_days() -> u32 {

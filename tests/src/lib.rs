@@ -16,6 +16,7 @@ pub mod item_size {
     pub use keygate::store::size::*;
 }
 pub mod logs;
+pub mod notices;
 pub mod openapi;
 pub mod realism;
 pub mod runtime_api;
@@ -121,6 +122,27 @@ pub async fn realism_store(config: realism::Config) -> (realism::RealismProxy, D
         .build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), direct.table());
     (proxy, store)
+}
+
+/// Mint a key from `spec` at `now` and store it with its `issued` event,
+/// straight through the store; the key is remembered for the log check.
+pub async fn store_key(
+    store: &DynamoStore,
+    format: &keygate::key::KeyFormat,
+    spec: keygate::issue::KeySpec,
+    now: keygate::clock::Timestamp,
+) -> (keygate::key::ApiKey, keygate::model::KeyRecord) {
+    use keygate::store::KeyAdmin;
+    let (key, record) = keygate::issue::mint(format, spec, now);
+    logs::remember(&key);
+    store
+        .create_key(
+            &record,
+            &audit(&record, keygate::store::AuditAction::Issued),
+        )
+        .await
+        .unwrap();
+    (key, record)
 }
 
 /// An audit event for test fixtures written straight through the store.

@@ -3,6 +3,7 @@
 //! it), then to the real `keys` function with the authorizer's context where
 //! API Gateway puts it. Every response is checked against the OpenAPI contract.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use authorizer::response::V2Response;
@@ -10,11 +11,13 @@ use authorizer::Settings;
 use keygate::authorize::{AuthConfig, Authorizer};
 use keygate::clock::{Clock, ManualClock};
 use keygate::key::{ApiKey, KeyEnv, KeyFormat};
+use keygate::leak::{LeakPolicy, LeakService};
 use keygate::manage::request::IssueRequest;
 use keygate::manage::{Caller, KeyService};
 use keygate::secrets::SecretsManager;
 use keygate::store::DynamoStore;
 use keygate_tests::events::{allows, event, with_route, Payload};
+use keygate_tests::notices::Recorded;
 use keygate_tests::{fresh_store, logs, openapi, sdk_config, unique_name};
 use serde_json::{json, Value};
 
@@ -27,6 +30,8 @@ struct Api {
     secrets: aws_sdk_secretsmanager::Client,
     secret_prefix: String,
     store: DynamoStore,
+    /// Owner notices of leak reports.
+    notices: Recorded,
 }
 
 #[derive(Debug)]
@@ -45,6 +50,10 @@ const TENANT_SCOPES: [&str; 6] = [
 ];
 
 async fn api() -> Api {
+    api_with(LeakPolicy::Revoke).await
+}
+
+async fn api_with(policy: LeakPolicy) -> Api {
     let store = fresh_store().await;
     let clock = ManualClock::at(NOON);
     let format = KeyFormat::new("ak", KeyEnv::Test).unwrap();
@@ -63,13 +72,22 @@ async fn api() -> Api {
     );
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
     let secret_prefix = unique_name("keygate");
+    let notices = Recorded::default();
+    let leaks = LeakService::new(
+        store.clone(),
+        clock.clone(),
+        format.clone(),
+        policy,
+        notices.clone(),
+    );
     let service = KeyService::new(
         store.clone(),
         clock.clone(),
         format,
         SecretsManager::new(secrets.clone()),
         &secret_prefix,
-    );
+    )
+    .with_leaks(Arc::new(leaks));
     Api {
         clock,
         authorizer,
@@ -77,6 +95,7 @@ async fn api() -> Api {
         secrets,
         secret_prefix,
         store,
+        notices,
     }
 }
 
@@ -1017,4 +1036,234 @@ async fn the_deployments_rotation_days_applies_to_keys_issued_through_the_api() 
         .expect("refused");
         assert_eq!(err.name, "KEYGATE_ROTATION_DAYS", "{bad}");
     }
+}
+
+/// The leaked-audit events of a key, through the API.
+async fn leaked_events(api: &Api, caller: &str, key_id: &str) -> Vec<Value> {
+    let events = api
+        .call(caller, "GET", &format!("/v1/keys/{key_id}/events"), None)
+        .await;
+    assert_eq!(events.status, 200, "{}", events.body);
+    events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "leaked")
+        .cloned()
+        .collect()
+}
+
+/// An `acme` key on `GET /orders/*`, issued through the API: its key and id.
+async fn orders_key(api: &Api, caller: &str) -> (String, String) {
+    let reply = api
+        .call(
+            caller,
+            "POST",
+            "/v1/keys",
+            Some(json!({"owner": "acme", "name": "leaky", "scopes": ["GET /orders/*"]})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let key = reply.body["key"].as_str().unwrap().to_owned();
+    remember(&key);
+    (key, reply.body["key_id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_manual_leak_report_revokes_once_audits_and_tells_the_owner() {
+    let api = api().await;
+    let acme = api.tenant("acme", |_| {}).await;
+    let (key, key_id) = orders_key(&api, &acme).await;
+    assert_eq!(api.orders(&key).await["isAuthorized"], true);
+    let path = format!("/v1/keys/{key_id}/report-leak");
+
+    // Another tenant cannot report (nor learn of) acme's key.
+    let globex = api.tenant("globex", |_| {}).await;
+    let foreign = api
+        .call(
+            &globex,
+            "POST",
+            &path,
+            Some(json!({"source_url": "https://github.com/x/y"})),
+        )
+        .await;
+    assert_eq!((foreign.status, code(&foreign)), (404, "not_found"));
+    // keys:revoke is required.
+    let reader = api
+        .tenant("acme", |r| r.scopes.retain(|s| s != "keys:revoke"))
+        .await;
+    let denied = api.call(&reader, "POST", &path, None).await;
+    assert_eq!(
+        (denied.status, code(&denied)),
+        (403, "missing_permission"),
+        "{}",
+        denied.body
+    );
+    // Bodies are strict.
+    let unknown = api
+        .call(
+            &acme,
+            "POST",
+            &path,
+            Some(json!({"source_url": "https://x.example/a", "admin": true})),
+        )
+        .await;
+    assert_eq!((unknown.status, code(&unknown)), (400, "unknown_field"));
+    assert_eq!(unknown.body["error"]["field"], "admin");
+    for bad in [
+        json!({"source_url": "http://x.example/a"}),
+        json!({"source_url": null}),
+        json!({"source_url": "https://a b"}),
+    ] {
+        let refused = api.call(&acme, "POST", &path, Some(bad.clone())).await;
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
+    }
+    assert!(api.notices.all().is_empty(), "nothing refused was applied");
+    assert_eq!(api.orders(&key).await["isAuthorized"], true);
+
+    let url = "https://github.com/octo/repo/blob/main/.env";
+    let reported = api
+        .call(&acme, "POST", &path, Some(json!({"source_url": url})))
+        .await;
+    assert_eq!(reported.status, 200, "{}", reported.body);
+    assert_eq!(reported.body["status"], "revoked");
+    assert_eq!(api.orders(&key).await["context"]["reason"], "revoked");
+    let events = leaked_events(&api, &acme, &key_id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let change: Value = serde_json::from_str(events[0]["change"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (&change["source_url"], &change["kind"], &change["policy"]),
+        (&json!(url), &json!("manual"), &json!("revoke")),
+        "{events:?}"
+    );
+    assert!(
+        events[0]["actor"].as_str().unwrap().starts_with("key_"),
+        "the reporter is audited"
+    );
+    let notices = api.notices.all();
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (
+            notices[0].key_id.to_string(),
+            notices[0].policy,
+            notices[0].source_url.as_deref()
+        ),
+        (key_id.clone(), "revoke", Some(url))
+    );
+
+    // Reported again (an empty body is fine): nothing more happens.
+    let again = api.raw(&acme, "POST", &path, None, None).await;
+    assert_eq!(
+        (again.status, &again.body["status"]),
+        (200, &json!("revoked"))
+    );
+    assert_eq!(leaked_events(&api, &acme, &key_id).await.len(), 1);
+    assert_eq!(api.notices.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_manual_leak_report_quarantines_under_the_quarantine_policy() {
+    let api = api_with(LeakPolicy::Quarantine).await;
+    let admin = api.admin().await;
+    let (key, key_id) = orders_key(&api, &admin).await;
+    let reported = api
+        .call(
+            &admin,
+            "POST",
+            &format!("/v1/keys/{key_id}/report-leak"),
+            None,
+        )
+        .await;
+    assert_eq!(reported.status, 200, "{}", reported.body);
+    assert_eq!(reported.body["status"], "quarantined");
+    assert_eq!(api.orders(&key).await["context"]["reason"], "leaked");
+    assert_eq!(api.notices.all()[0].policy, "quarantine");
+    // An admin can still revoke it for good.
+    let revoked = api
+        .call(&admin, "POST", &format!("/v1/keys/{key_id}/revoke"), None)
+        .await;
+    assert_eq!(
+        (revoked.status, &revoked.body["status"]),
+        (200, &json!("revoked"))
+    );
+}
+
+/// `keyctl report-leak` takes the same path: by id, or the key itself on
+/// standard input (never an argument), and never prints the key.
+#[tokio::test]
+async fn keyctl_reports_a_leak_by_id_or_by_the_key_on_stdin() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let api = api().await;
+    let admin = api.admin().await;
+    let (by_id, by_id_key_id) = orders_key(&api, &admin).await;
+    let (by_stdin, by_stdin_key_id) = orders_key(&api, &admin).await;
+    let keyctl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/keyctl");
+    assert!(
+        keyctl.exists(),
+        "build the workspace first (make test does)"
+    );
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(&keyctl)
+            .args([
+                "--table",
+                api.store.table(),
+                "--key-env",
+                "test",
+                "--leak-policy",
+                "quarantine",
+                "report-leak",
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for secret in [by_id.as_str(), by_stdin.as_str(), stdin.trim()] {
+            assert!(
+                secret.is_empty() || !text.contains(secret),
+                "a key was printed"
+            );
+        }
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(
+        &[
+            "--key-id",
+            &by_id_key_id,
+            "--source-url",
+            "https://x.example/leak",
+        ],
+        "",
+    );
+    assert!(ok, "{text}");
+    assert_eq!(api.orders(&by_id).await["context"]["reason"], "leaked");
+    assert_eq!(api.orders(&by_stdin).await["isAuthorized"], true);
+
+    let (ok, text) = run(&[], &format!("{by_stdin}\n"));
+    assert!(ok, "{text}");
+    assert!(text.contains(&by_stdin_key_id), "{text}");
+    assert_eq!(api.orders(&by_stdin).await["context"]["reason"], "leaked");
+    assert_eq!(leaked_events(&api, &admin, &by_stdin_key_id).await.len(), 1);
+
+    // Not a key of ours (a checksum off by one character): refused, nothing printed back.
+    let mut forged = by_stdin.clone();
+    let last = if forged.ends_with('A') { "B" } else { "A" };
+    forged.replace_range(forged.len() - 1.., last);
+    let (ok, text) = run(&[], &forged);
+    assert!(!ok, "{text}");
+    assert!(text.contains("not one of this deployment's keys"), "{text}");
 }

@@ -81,11 +81,13 @@ fn each_function_is_allowed_exactly_what_it_uses() {
         set(&["dynamodb:GetItem", "dynamodb:UpdateItem"])
     );
     // The management API uses KeyAdmin (GetItem; transactions of Put and
-    // Update; Query on the owner index) and SecretSink (create and put).
+    // Update; Query on the owner index), SecretSink (create and put), and
+    // for manual leak reports LeakStore (BatchGetItem) and the notifier.
     assert_eq!(
         actions["KeysFunction"],
         set(&[
             "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:Query",
@@ -93,6 +95,18 @@ fn each_function_is_allowed_exactly_what_it_uses() {
             "secretsmanager:PutSecretValue",
             "secretsmanager:DescribeSecret",
             "secretsmanager:UpdateSecretVersionStage",
+            "events:PutEvents",
+        ])
+    );
+    // The leak receiver: LeakStore (BatchGetItem; transactions of Put and
+    // Update) and the owner's notice.
+    assert_eq!(
+        actions["LeaksFunction"],
+        set(&[
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "events:PutEvents",
         ])
     );
     // The sample protected route reads only its request: no AWS access.
@@ -267,4 +281,53 @@ fn the_alarm_topic_is_optional() {
     let args = equals.value.as_sequence().unwrap();
     assert_eq!(reference(&args[0]), Some("AlarmTopicArn"));
     assert_eq!(args[1].as_str(), Some(""));
+}
+
+/// Owner notices go to the account's default event bus and nowhere else,
+/// and the leak receiver is the only route outside the key authorizer.
+#[test]
+fn leak_notices_use_the_default_bus_and_only_the_leak_route_skips_the_authorizer() {
+    let doc = template();
+    let default_bus =
+        "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default";
+    for (name, res) in doc["Resources"].as_mapping().unwrap() {
+        for policy in list(&res["Properties"]["Policies"]) {
+            for statement in list(&policy["Statement"]) {
+                let puts = list(&statement["Action"])
+                    .iter()
+                    .any(|a| text(a).as_deref() == Some("events:PutEvents"));
+                if puts {
+                    let resources: Vec<String> = list(&statement["Resource"])
+                        .iter()
+                        .filter_map(text)
+                        .collect();
+                    assert_eq!(resources, vec![default_bus.to_owned()], "{name:?}");
+                }
+            }
+        }
+        let events = res["Properties"]["Events"].as_mapping();
+        for (event, ev) in events.into_iter().flatten() {
+            if ev["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let open = ev["Properties"]["Auth"]["Authorizer"].as_str() == Some("NONE");
+            let route = (
+                ev["Properties"]["Method"].as_str(),
+                ev["Properties"]["Path"].as_str(),
+            );
+            assert_eq!(
+                open,
+                route == (Some("POST"), Some("/v1/leaks/github")),
+                "{name:?} {event:?}"
+            );
+        }
+    }
+    for function in ["KeysFunction", "LeaksFunction"] {
+        let env = &doc["Resources"][function]["Properties"]["Environment"]["Variables"];
+        assert_eq!(
+            reference(&env["KEYGATE_LEAK_POLICY"]),
+            Some("LeakPolicy"),
+            "{function}"
+        );
+    }
 }

@@ -5,13 +5,13 @@
 
 use authorizer::Handler;
 use keygate::clock::{Clock, ManualClock};
-use keygate::issue::{mint, KeySpec};
+use keygate::issue::KeySpec;
 use keygate::key::{ApiKey, KeyEnv, KeyFormat};
 use keygate::limits::{Limits, Period, Quota};
 use keygate::manage::{ApiRequest, Caller};
 use keygate::model::KeyRecord;
 use keygate::scope::Scope;
-use keygate::store::{AuditAction, DynamoStore, KeyAdmin};
+use keygate::store::{DynamoStore, KeyAdmin};
 use keygate::usage::http::{route, Body};
 use keygate::usage::report::{Flag, OwnerReport, Thresholds};
 use keygate::usage::service::UsageService;
@@ -85,13 +85,7 @@ impl Rig {
             vec![Scope::parse("GET /orders/*").unwrap()],
         );
         edit(&mut spec);
-        let (key, record) = mint(&self.format, spec, self.clock.now());
-        logs::remember(&key);
-        self.store
-            .create_key(&record, &keygate_tests::audit(&record, AuditAction::Issued))
-            .await
-            .unwrap();
-        (key, record)
+        keygate_tests::store_key(&self.store, &self.format, spec, self.clock.now()).await
     }
 
     /// Send `n` requests and return how many were allowed.

@@ -4,9 +4,16 @@
 //! [`keygate::manage`]. The caller comes from the authorizer context API
 //! Gateway places at `requestContext.authorizer.lambda`; a request without
 //! it (a route not behind the authorizer) is refused with 401.
+//!
+//! Manual leak reports (`POST /v1/keys/{key_id}/report-leak`) take the leak
+//! receiver's path: the same policy (`KEYGATE_LEAK_POLICY`) and the same
+//! EventBridge notice.
+
+use std::sync::Arc;
 
 use keygate::clock::{Clock, SystemClock};
 use keygate::config::{ConfigError, Deployment};
+use keygate::leak::{EventBridgeNotifier, LeakPolicy, LeakService};
 use keygate::manage::{route, ApiRequest, Caller, KeyService};
 use keygate::secrets::{SecretSink, SecretsManager};
 use keygate::store::{DynamoStore, KeyAdmin};
@@ -19,13 +26,22 @@ pub async fn build(
 ) -> Result<KeyService<DynamoStore, SystemClock, SecretsManager>, ConfigError> {
     let deployment = Deployment::from_lookup(&get)?;
     let rotation_days = keygate::config::rotation_days(&get)?;
+    let policy = LeakPolicy::from_lookup(&get)?;
     let prefix = get("KEYGATE_SECRET_PREFIX").unwrap_or_else(|| "keygate".into());
     let sdk = keygate::sdk::load(deployment.tls_roots).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), deployment.table);
     let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk));
+    let leaks = LeakService::new(
+        store.clone(),
+        SystemClock,
+        deployment.format.clone(),
+        policy,
+        EventBridgeNotifier::new(aws_sdk_eventbridge::Client::new(&sdk)),
+    );
     Ok(
         KeyService::new(store, SystemClock, deployment.format, secrets, &prefix)
-            .with_default_rotation_days(rotation_days),
+            .with_default_rotation_days(rotation_days)
+            .with_leaks(Arc::new(leaks)),
     )
 }
 

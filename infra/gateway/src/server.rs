@@ -242,3 +242,106 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Res
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::template::tests::TEMPLATE;
+
+    /// A stand-in invoke endpoint: records which functions are invoked and
+    /// denies as the authorizer, answers 202 as any other function.
+    async fn invoke_endpoint() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let invoked = Arc::new(Mutex::new(Vec::new()));
+        let seen = invoked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then the body its content-length announces.
+                let (head_end, length) = loop {
+                    let n = conn.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = conn.read(&mut chunk).await.unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let function = head
+                    .split('/')
+                    .nth(3)
+                    .expect("/2015-03-31/functions/<name>/invocations")
+                    .to_owned();
+                let answer = if function == "authorizer" {
+                    r#"{"isAuthorized":false}"#.to_owned()
+                } else {
+                    r#"{"statusCode":202,"body":"served"}"#.to_owned()
+                };
+                seen.lock().unwrap().push(function);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                conn.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        (base, invoked)
+    }
+
+    fn get(path: &str, headers: &[(&str, &str)]) -> Incoming {
+        Incoming {
+            method: "GET".into(),
+            path: path.into(),
+            raw_query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+            source_ip: "203.0.113.7".into(),
+            protocol: "HTTP/1.1".into(),
+            request_id: "req".into(),
+            time: OffsetDateTime::now_utc(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_open_route_reaches_its_function_without_the_authorizer() {
+        let (base, invoked) = invoke_endpoint().await;
+        let api = ApiSpec::from_template(TEMPLATE, None).unwrap();
+        let gateway = Gateway::new(api, Invoker::new(&base, Duration::from_secs(5)));
+
+        let open = gateway.handle(&get("/health", &[])).await;
+        assert_eq!((open.status, open.body.as_slice()), (202, &b"served"[..]));
+        assert_eq!(*invoked.lock().unwrap(), ["items"]);
+
+        // The same function behind the authorizer: no identity, no call at
+        // all; with one, the authorizer decides first (and denies).
+        invoked.lock().unwrap().clear();
+        assert_eq!(gateway.handle(&get("/items/1", &[])).await.status, 401);
+        assert!(invoked.lock().unwrap().is_empty());
+        let denied = gateway
+            .handle(&get("/items/1", &[("authorization", "Bearer x")]))
+            .await;
+        assert_eq!(denied.status, 403);
+        assert_eq!(*invoked.lock().unwrap(), ["authorizer"]);
+    }
+}

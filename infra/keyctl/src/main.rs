@@ -6,13 +6,20 @@
 //! operator (an admin, audited as `operator:keyctl`): one implementation of
 //! issuance, validation, rotation and revocation.
 
+use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use keygate::clock::SystemClock;
 use keygate::config::Deployment;
+use keygate::leak::{EventBridgeNotifier, LeakPolicy, LeakService, Sighting};
 use keygate::limits::{Limits, Period, Quota, Rate};
-use keygate::manage::request::{IssueRequest, RotateRequest, UpdateRequest};
+use keygate::manage::request::{
+    validate_source_url, IssueRequest, ReportLeakRequest, RotateRequest, UpdateRequest,
+};
+use keygate::manage::service::MANUAL_REPORT;
+use keygate::manage::view::KeyView;
 use keygate::manage::{Caller, KeyService, ManageError};
 use keygate::secrets::SecretsManager;
 use keygate::store::DynamoStore;
@@ -47,6 +54,10 @@ struct Cli {
     /// Rotation interval of keys issued without their own (0 = never).
     #[arg(long, env = "KEYGATE_ROTATION_DAYS", global = true, default_value_t = keygate::model::DEFAULT_ROTATION_DAYS)]
     rotation_days: u32,
+    /// What a leak report does: revoke, quarantine or notify (the
+    /// deployment's `LeakPolicy`).
+    #[arg(long, env = "KEYGATE_LEAK_POLICY", global = true, default_value = "revoke", value_parser = ["revoke", "quarantine", "notify"])]
+    leak_policy: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,6 +98,17 @@ enum Command {
     },
     /// Show a key's audit trail.
     Events { key_id: String },
+    /// Report a leaked key: the deployment's leak policy, as for a GitHub
+    /// report. Names the key by --key-id, or reads the key itself from
+    /// standard input (never an argument: arguments end up in shell
+    /// history and process lists).
+    ReportLeak {
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Where the key was seen (https://...).
+        #[arg(long)]
+        source_url: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -129,6 +151,10 @@ enum CliError {
     Table(#[from] keygate::table::TableError),
     #[error("{} ({}): {}", .0.code(), .0.status(), .0)]
     Manage(#[from] ManageError),
+    #[error("could not read the key from standard input")]
+    Stdin(#[source] std::io::Error),
+    #[error("not one of this deployment's keys (prefix, environment, checksum or record)")]
+    UnknownKey,
 }
 
 #[tokio::main]
@@ -161,20 +187,30 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         "KEYGATE_TABLE" => Some(cli.table.clone()),
         "KEYGATE_KEY_PREFIX" => Some(cli.prefix.clone()),
         "KEYGATE_KEY_ENV" => Some(cli.key_env.clone()),
+        "KEYGATE_LEAK_POLICY" => Some(cli.leak_policy.clone()),
         "KEYGATE_TLS_ROOTS" => std::env::var(name).ok(),
         _ => None,
     };
     let deployment = Deployment::from_lookup(&lookup)?;
     let sdk = keygate::sdk::load(deployment.tls_roots).await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoStore::new(client.clone(), deployment.table.clone());
+    let leaks = Arc::new(LeakService::new(
+        store.clone(),
+        SystemClock,
+        deployment.format.clone(),
+        LeakPolicy::from_lookup(&lookup)?,
+        EventBridgeNotifier::new(aws_sdk_eventbridge::Client::new(&sdk)),
+    ));
     let service = KeyService::new(
-        DynamoStore::new(client.clone(), deployment.table.clone()),
+        store,
         SystemClock,
         deployment.format,
         SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk)),
         &cli.secret_prefix,
     )
-    .with_default_rotation_days(cli.rotation_days);
+    .with_default_rotation_days(cli.rotation_days)
+    .with_leaks(leaks.clone());
     let op = Caller::operator("keyctl");
     match cli.command {
         Command::CreateTable => {
@@ -247,6 +283,38 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", new.key);
         }
         Command::Events { key_id } => print(&service.events(&op, &key_id, None, None).await?),
+        Command::ReportLeak {
+            key_id: Some(key_id),
+            source_url,
+        } => print(
+            &service
+                .report_leak(&op, &key_id, ReportLeakRequest { source_url })
+                .await?,
+        ),
+        Command::ReportLeak {
+            key_id: None,
+            source_url,
+        } => {
+            if let Some(url) = &source_url {
+                validate_source_url(url)?;
+            }
+            let mut token = String::new();
+            std::io::stdin()
+                .take(1024)
+                .read_to_string(&mut token)
+                .map_err(CliError::Stdin)?;
+            let sighting = Sighting {
+                kind: MANUAL_REPORT.into(),
+                source_url,
+                reporter: op.actor.clone(),
+            };
+            let handled = leaks
+                .handle_token(token.trim(), &sighting)
+                .await
+                .map_err(ManageError::from)?
+                .ok_or(CliError::UnknownKey)?;
+            print(&KeyView::from(&handled.record))
+        }
     }
     Ok(())
 }

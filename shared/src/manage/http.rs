@@ -11,7 +11,9 @@ use crate::store::KeyAdmin;
 
 use super::caller::Caller;
 use super::error::ManageError;
-use super::request::{parse_body, IssueRequest, RotateRequest, UpdateRequest, MAX_BODY};
+use super::request::{
+    parse_body, IssueRequest, ReportLeakRequest, RotateRequest, UpdateRequest, MAX_BODY,
+};
 use super::service::KeyService;
 
 /// A request as the router needs it.
@@ -173,15 +175,22 @@ where
                 .await?;
             ok(201, &json!({"successor": new, "rotated": old}))
         }
+        (["keys", id, "report-leak"], "POST") => ok(
+            200,
+            &service
+                .report_leak(&caller, id, req.json::<ReportLeakRequest>()?)
+                .await?,
+        ),
         (["keys", id, "events"], "GET") => ok(
             200,
             &service
                 .events(&caller, id, req.param("cursor"), req.param("limit"))
                 .await?,
         ),
-        (["keys"] | ["keys", _] | ["keys", _, "revoke" | "rotate" | "events"], _) => {
-            Err(ManageError::MethodNotAllowed)
-        }
+        (
+            ["keys"] | ["keys", _] | ["keys", _, "revoke" | "rotate" | "report-leak" | "events"],
+            _,
+        ) => Err(ManageError::MethodNotAllowed),
         _ => Err(ManageError::NoRoute),
     }
 }

@@ -78,6 +78,40 @@ pub struct RotateRequest {
     pub deliver_to_secret: bool,
 }
 
+/// `POST /v1/keys/{key_id}/report-leak`: an empty body, or where the key
+/// was seen.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportLeakRequest {
+    #[serde(default, deserialize_with = "present")]
+    pub source_url: Option<String>,
+}
+
+/// Longest source URL kept with a leak report.
+pub const MAX_SOURCE_URL: usize = 2048;
+
+/// A reported source URL: `https://`, a host, at most
+/// [`MAX_SOURCE_URL`] bytes of printable ASCII without spaces (it is
+/// stored, audited and sent on to the owner; the OpenAPI pattern says the
+/// same).
+pub fn validate_source_url(url: &str) -> Result<(), ManageError> {
+    let host = url
+        .strip_prefix("https://")
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
+    let ok = url.len() <= MAX_SOURCE_URL
+        && host.is_some_and(|h| !h.is_empty())
+        && url.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(ManageError::invalid(
+            "invalid_source_url",
+            "source_url",
+            format!("source_url must be an https:// URL of at most {MAX_SOURCE_URL} printable ASCII characters"),
+        ))
+    }
+}
+
 /// An optional field that, when present, must hold a value: `null` is a
 /// wrong type (400 `invalid_type`), never a silent "absent" (in a PATCH it
 /// could be mistaken for "clear this field").
@@ -406,5 +440,18 @@ mod tests {
         assert!(validate_expiry(Some(10 + MAX_EXPIRY_SECONDS + 1), 10).is_err());
         assert_eq!(validate_grace(None).unwrap(), DEFAULT_GRACE_SECONDS);
         assert!(validate_grace(Some(MAX_GRACE_SECONDS + 1)).is_err());
+        assert!(validate_source_url("https://github.com/o/r/blob/main/.env").is_ok());
+        for bad in [
+            "http://github.com/o/r",
+            "https://",
+            "https:///path",
+            "https://a b",
+            "ftp://x",
+            "github.com/o/r",
+            "https://h/\u{e9}",
+        ] {
+            assert!(validate_source_url(bad).is_err(), "{bad}");
+        }
+        assert!(validate_source_url(&format!("https://x/{}", "a".repeat(MAX_SOURCE_URL))).is_err());
     }
 }

@@ -2,12 +2,15 @@
 //! permission first, then tenant (another owner's key is a 404, exactly like
 //! a missing one), then the no-escalation rule for anything granted.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use crate::clock::Clock;
 use crate::id::KeyId;
 use crate::issue::{mint, KeySpec};
 use crate::key::KeyFormat;
+use crate::leak::{LeakHandler, Sighting};
 use crate::model::{KeyRecord, KeyStatus};
 use crate::rotation::{self, Delivery};
 use crate::secrets::SecretSink;
@@ -17,6 +20,9 @@ use super::caller::{check_grant, Caller};
 use super::error::ManageError;
 use super::request::*;
 use super::view::{EventPage, IssuedView, KeyPage, KeyView};
+
+/// The `kind` of a leak reported through the API or `keyctl`.
+pub const MANUAL_REPORT: &str = "manual";
 
 /// Page size of listings: default and maximum.
 pub const DEFAULT_PAGE: i32 = 50;
@@ -30,6 +36,8 @@ pub struct KeyService<S, C, X> {
     secrets: X,
     secret_prefix: String,
     default_rotation_days: u32,
+    /// The leak path of manual reports (the one GitHub's reports take).
+    leaks: Option<Arc<dyn LeakHandler>>,
 }
 
 impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
@@ -41,7 +49,15 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             secrets,
             secret_prefix: secret_prefix.to_owned(),
             default_rotation_days: crate::model::DEFAULT_ROTATION_DAYS,
+            leaks: None,
         }
+    }
+
+    /// Serve manual leak reports through `leaks` (without it, the
+    /// deployment has no `report-leak` route: 404).
+    pub fn with_leaks(mut self, leaks: Arc<dyn LeakHandler>) -> Self {
+        self.leaks = Some(leaks);
+        self
     }
 
     /// The rotation interval of keys issued without one (deployment setting).
@@ -67,7 +83,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             .key_by_id(id)
             .await?
             .ok_or(ManageError::Unauthenticated)?;
-        if matches!(own.status, KeyStatus::Revoked | KeyStatus::Retired) {
+        if !own.status.is_live() {
             return Err(ManageError::Unauthenticated);
         }
         check_grant(
@@ -182,9 +198,9 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
     ) -> Result<KeyView, ManageError> {
         caller.require("keys:issue")?;
         let old = self.visible(caller, key_id).await?;
-        if matches!(old.status, KeyStatus::Revoked | KeyStatus::Retired) {
+        if !old.status.is_live() {
             return Err(ManageError::Conflict(
-                "a revoked or retired key cannot change".into(),
+                "a revoked, retired or quarantined key cannot change".into(),
             ));
         }
         let now = self.clock.now();
@@ -261,6 +277,30 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         );
         let revoked = self.store.revoke(&record.key_id, now, &audit).await?;
         Ok(KeyView::from(&revoked))
+    }
+
+    /// `POST /v1/keys/{key_id}/report-leak`: the deployment's leak policy,
+    /// exactly as a GitHub report of the key applies it. Reporting a key an
+    /// earlier report handled changes nothing and answers the same.
+    pub async fn report_leak(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        req: ReportLeakRequest,
+    ) -> Result<KeyView, ManageError> {
+        caller.require("keys:revoke")?;
+        let leaks = self.leaks.as_ref().ok_or(ManageError::NoRoute)?;
+        if let Some(url) = &req.source_url {
+            validate_source_url(url)?;
+        }
+        let record = self.visible(caller, key_id).await?;
+        let sighting = Sighting {
+            kind: MANUAL_REPORT.into(),
+            source_url: req.source_url,
+            reporter: caller.actor.clone(),
+        };
+        let handled = leaks.handle(record, &sighting).await?;
+        Ok(KeyView::from(&handled.record))
     }
 
     /// `POST /v1/keys/{key_id}/rotate`: a successor now, the old key until

@@ -15,6 +15,8 @@ pub enum AuditAction {
     Revoked,
     Rotated,
     Expired,
+    /// Reported leaked (GitHub secret scanning or a manual report).
+    Leaked,
 }
 
 /// One audit record.

@@ -1,5 +1,7 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
+mod leak;
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;

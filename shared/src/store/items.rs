@@ -49,7 +49,7 @@ pub fn due_entry(record: &crate::model::KeyRecord) -> Option<(&'static str, Stri
         KeyStatus::Active if record.secret_pending => (DUE_PROMOTE, record.created_at),
         KeyStatus::Active => (DUE_ROTATE, record.rotation_due()?),
         KeyStatus::Rotating => (DUE_RETIRE, record.grace_until?),
-        KeyStatus::Revoked | KeyStatus::Retired => return None,
+        KeyStatus::Revoked | KeyStatus::Retired | KeyStatus::Quarantined => return None,
     };
     Some((partition, format!("{:012}#{}", at.max(0), record.key_id)))
 }

@@ -7,7 +7,9 @@
 //! - [`KeyAdmin`]: issuance and lifecycle, `TransactWriteItems`, `GetItem`,
 //!   `Query` (key management, rotation, operator CLI);
 //! - [`UsageStore`]: usage history and reports, `BatchGetItem`, `Query`,
-//!   `BatchWriteItem`, `PutItem`, `GetItem` (usage reporting).
+//!   `BatchWriteItem`, `PutItem`, `GetItem` (usage reporting);
+//! - [`LeakStore`]: leak reports, `BatchGetItem` (consistent) and
+//!   `TransactWriteItems` (the leak receiver).
 //!
 //! [`DynamoStore`] implements them all over one table (see [`items`] for the
 //! layout).
@@ -114,6 +116,26 @@ pub trait Admission: Send + Sync {
         key_id: &KeyId,
         reason: DenyReason,
         day: &str,
+    ) -> Result<(), StoreError>;
+}
+
+/// Leak reports: find reported keys in batches, and mark one leaked.
+#[async_trait]
+pub trait LeakStore: Send + Sync {
+    /// The records of those hashes that exist, read strongly consistently
+    /// with `BatchGetItem` (100 keys per request).
+    async fn keys_by_hashes(&self, hashes: &[KeyHash]) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Replace `old` by `leaked` (its next version, from
+    /// [`crate::leak::apply`]) with the audit event, in one transaction; a
+    /// key taken out of service stops spending from its allowance exactly as
+    /// a revoked one does. Fails with [`StoreError::Conflict`] if `old` is
+    /// not the stored version (a concurrent report won).
+    async fn mark_leaked(
+        &self,
+        old: &KeyRecord,
+        leaked: &KeyRecord,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 }
 

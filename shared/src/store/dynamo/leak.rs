@@ -1,0 +1,103 @@
+//! [`LeakStore`] over the table: batched consistent lookups and the leak
+//! transaction.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Update};
+
+use super::{built, transact_error, DynamoStore, Item};
+use crate::hash::KeyHash;
+use crate::model::KeyRecord;
+use crate::store::items::{self, alw};
+use crate::store::{AuditEvent, LeakStore, StoreError};
+
+/// `BatchGetItem` reads at most 100 items per request (DynamoDB API
+/// Reference, BatchGetItem).
+const BATCH_GET: usize = 100;
+/// Requests per chunk while DynamoDB hands keys back unprocessed.
+const ATTEMPTS: usize = 4;
+
+#[async_trait]
+impl LeakStore for DynamoStore {
+    async fn keys_by_hashes(&self, hashes: &[KeyHash]) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in hashes.chunks(BATCH_GET) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|h| Self::key_of(items::key_pk(h.as_str()), items::KEY_SK))
+                .collect();
+            keys.dedup();
+            let mut attempt = 0;
+            while !keys.is_empty() {
+                attempt += 1;
+                if attempt > ATTEMPTS {
+                    return Err(StoreError::Unprocessed("BatchGetItem"));
+                }
+                let request = built(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut keys)))
+                        .consistent_read(true)
+                        .build(),
+                )?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    found.push(Self::parse_record(item)?);
+                }
+                keys = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
+    async fn mark_leaked(
+        &self,
+        old: &KeyRecord,
+        leaked: &KeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        match (old.status.is_live(), leaked.status.is_live()) {
+            // Taken out of service: the very path of a revoke.
+            (true, false) => self.close(old, leaked, audit).await,
+            // Flagged, still live: the allowance follows the new version.
+            (true, true) => {
+                let follow = built(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(Self::allowance_key(&old.allowance_id)))
+                        .update_expression("SET #kv.#kid = :v")
+                        .condition_expression("#kv.#kid = :prev")
+                        .expression_attribute_names("#kv", alw::VERSIONS)
+                        .expression_attribute_names("#kid", old.key_id.as_str())
+                        .expression_attribute_values(":v", super::n(leaked.version))
+                        .expression_attribute_values(":prev", super::n(old.version))
+                        .build(),
+                )?;
+                self.commit_change(old.version, leaked, follow, audit, Vec::new())
+                    .await
+            }
+            // Already out of service: the allowance no longer names it.
+            (false, _) => {
+                self.client
+                    .transact_write_items()
+                    .transact_items(self.put_version(leaked, old.version)?)
+                    .transact_items(self.put_new(Self::audit_item(audit)?)?)
+                    .send()
+                    .await
+                    .map_err(transact_error)?;
+                Ok(())
+            }
+        }
+    }
+}

@@ -256,20 +256,26 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 Ok(AdmitOutcome::Admitted(granted)) => {
                     self.set_hints(&record.allowance_id, granted.hints);
                     if let Some(day) = &plan.usage.keep_from {
-                        self.pruned(&record.allowance_id, &plan.usage.day);
                         if granted.pruned_for_size {
                             tracing::warn!(allowance = %record.allowance_id, days_removed = granted.stale_usage.len(), "allowance item near DynamoDB's 400 KB limit: usage days not yet archived by the daily report are pruned (is the usage-report job running?)");
                         }
-                        if !granted.stale_usage.is_empty() {
-                            // Housekeeping, once a day per container: the
-                            // request is already admitted whatever happens.
+                        // Housekeeping, at most one write per decision (each
+                        // costs the item's size in write units): the oldest
+                        // counters first; once nothing is left, not again
+                        // today in this container. The request is already
+                        // admitted whatever happens.
+                        let mut stale = granted.stale_usage.clone();
+                        stale.sort_unstable();
+                        stale.truncate(items::PRUNE_BATCH);
+                        if granted.stale_usage.len() <= items::PRUNE_BATCH {
+                            self.pruned(&record.allowance_id, &plan.usage.day);
+                        }
+                        if !stale.is_empty() {
                             requests += 1;
-                            if let Err(e) = self
-                                .store
-                                .prune_usage(&record.allowance_id, &granted.stale_usage)
-                                .await
+                            if let Err(e) =
+                                self.store.prune_usage(&record.allowance_id, &stale).await
                             {
-                                tracing::warn!(allowance = %record.allowance_id, keep_from = %day, error = %e, "usage pruning failed");
+                                tracing::warn!(allowance = %record.allowance_id, keep_from = %day, error = %e, cause = ?std::error::Error::source(&e), "usage pruning failed");
                             }
                         }
                     }

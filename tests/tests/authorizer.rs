@@ -840,11 +840,12 @@ async fn changing_limits_through_one_key_of_a_rotated_pair_keeps_both_working() 
 
 /// If the daily report job stops, the authorizer's daily pruning is the
 /// backstop that keeps the allowance under DynamoDB's 400 KB item limit:
-/// once the item is over `ALLOWANCE_PRUNE_BYTES`, only its two newest days
-/// stay (before, days within the 35-day retention were kept whatever their
-/// size, and a busy key's allowance could outgrow what DynamoDB accepts).
+/// while the item is over `ALLOWANCE_PRUNE_BYTES`, its oldest counters go,
+/// a batch per decision, never those of its two newest days (before, days
+/// within the 35-day retention were kept whatever their size, and a busy
+/// key's allowance could outgrow what DynamoDB accepts).
 #[tokio::test]
-async fn an_allowance_near_the_item_limit_keeps_only_its_live_days() {
+async fn an_allowance_near_the_item_limit_sheds_its_oldest_counters_first() {
     // DynamoDB's own limits: one write of a 300 KB item costs 300 units.
     logs::init();
     let (_proxy, store) =
@@ -891,19 +892,37 @@ async fn an_allowance_near_the_item_limit_keeps_only_its_live_days() {
         keygate_tests::item_size::item_size(item)
     };
     assert!(size(&rig.allowance(&record).await) > items::ALLOWANCE_PRUNE_BYTES);
-    // The first request of day 6 (this container's first write that day).
+    // From the first request of day 6 on, each decision removes one batch
+    // of the oldest counters (one extra write, never more), until only the
+    // two newest days are left; then decisions cost one request again.
     rig.clock.set(NOON + 6 * 86_400);
     keygate_tests::caught_up().await;
-    assert!(rig.allowed(&rig.call_with(&key).await));
+    let mut decisions = 0;
+    loop {
+        let handled = rig.call_with(&key).await;
+        assert!(rig.allowed(&handled));
+        assert!(handled.requests <= Some(3), "{:?}", handled.requests);
+        decisions += 1;
+        if handled.requests == Some(1) {
+            break;
+        }
+        assert!(decisions < 20, "pruning does not converge");
+    }
+    assert!(decisions >= 2, "a batch of 100 per decision: {decisions}");
     let item = rig.allowance(&record).await;
-    let days: std::collections::BTreeSet<&str> = item
-        .keys()
-        .filter_map(|n| n.strip_prefix("u#")?.split('#').next())
-        .collect();
-    assert_eq!(
-        days.into_iter().collect::<Vec<_>>(),
-        vec![day_string(NOON + 5 * 86_400), day_string(NOON + 6 * 86_400)],
-        "only the two newest days stay"
+    let per_day = |day: i64| {
+        let prefix = format!("u#{}#", day_string(NOON + day * 86_400));
+        item.keys().filter(|n| n.starts_with(&prefix)).count()
+    };
+    // The oldest counters went first; the two newest days are whole.
+    assert_eq!(per_day(0), 0, "the oldest day is gone");
+    assert!(
+        per_day(1) < 300,
+        "then the next oldest, until under the bound"
+    );
+    assert!(
+        per_day(5) >= 300 && per_day(6) >= 300,
+        "the live days stay whole"
     );
     assert!(size(&item) < items::ALLOWANCE_PRUNE_BYTES);
 }

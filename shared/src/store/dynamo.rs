@@ -425,7 +425,7 @@ impl Admission for DynamoStore {
     }
 
     async fn prune_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError> {
-        for chunk in names.chunks(50) {
+        for chunk in names.chunks(items::PRUNE_BATCH) {
             let mut req = self
                 .client
                 .update_item()

@@ -107,8 +107,9 @@ pub const MAX_ROUTE_LABEL: usize = 128;
 pub const USAGE_RETENTION_DAYS: i64 = 35;
 
 /// Above this size (DynamoDB's rules, [`crate::store::size`]), the
-/// authorizer's daily pruning keeps only the [`LIVE_USAGE_DAYS`] newest days
-/// of usage on the allowance, archived or not: DynamoDB refuses an item over
+/// authorizer's daily pruning removes the allowance's oldest usage counters,
+/// archived or not, [`PRUNE_BATCH`] per decision, never those of its
+/// [`LIVE_USAGE_DAYS`] newest days: DynamoDB refuses an item over
 /// 400 KB, which would fail every decision of the key. In the steady state
 /// the daily report job archives older days long before; this only acts when
 /// that job has stopped for days and the key is busy on many routes (the
@@ -116,6 +117,15 @@ pub const USAGE_RETENTION_DAYS: i64 = 35;
 /// this plus one day's growth (a rotated pair on 300 routes with 128-byte
 /// labels, ~105 KB), under 400 KB.
 pub const ALLOWANCE_PRUNE_BYTES: usize = 256 * 1024;
+
+/// Usage counters removed per write, in one `UpdateItem` `REMOVE`. Each such
+/// write costs the whole item's size in write units (a 300 KB allowance:
+/// 300, nearly a third of a partition's second), so the authorizer removes
+/// at most one batch per decision and spreads a large pruning over the next
+/// requests. 100 placeholders keep the expression well under DynamoDB's
+/// 4 KB expression limit, and under what the local emulator's parser
+/// accepts (moto fails between 150 and 200).
+pub const PRUNE_BATCH: usize = 100;
 
 /// Days of usage counters an allowance item holds in the steady state: today,
 /// and yesterday until the daily usage report archives it (00:15 UTC) and

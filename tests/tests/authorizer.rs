@@ -926,3 +926,42 @@ async fn an_allowance_near_the_item_limit_sheds_its_oldest_counters_first() {
     );
     assert!(size(&item) < items::ALLOWANCE_PRUNE_BYTES);
 }
+
+/// One request per rate window: each is the first of its window, and the
+/// context says `limit - 1` remain. Before the fix it said 0 from the second
+/// window on: resetting the counter to the 1 it already held left it out of
+/// the write's answer, which was read as "all used".
+#[tokio::test]
+async fn one_request_per_window_reports_what_remains() {
+    let rig = rig(Payload::HttpV2Simple).await;
+    let (key, _) = rig
+        .issue(|s| {
+            s.limits.rate = Some(Rate {
+                limit: 5,
+                window: 60,
+            });
+            s.limits.quota = Some(keygate::limits::Quota {
+                limit: 100,
+                period: Period::Day,
+            });
+        })
+        .await;
+    for window in 0..3 {
+        rig.clock.set(NOON + window * 60);
+        let handled = rig.call_with(&key).await;
+        assert!(rig.allowed(&handled));
+        assert_eq!(
+            handled.response["context"]["rateRemaining"], 4,
+            "window {window}"
+        );
+    }
+    // The same for a quota period: one request a day.
+    for day in 1..3 {
+        rig.clock.set(NOON + day * 86_400);
+        let handled = rig.call_with(&key).await;
+        assert_eq!(
+            handled.response["context"]["quotaRemaining"], 99,
+            "day {day}"
+        );
+    }
+}

@@ -323,8 +323,14 @@ impl AdmitPlan {
     }
 
     fn granted(&self, new: &HashMap<String, AttributeValue>) -> Granted {
-        let quota_used = num(new, alw::QUOTA_USED);
-        let rate_used = num(new, alw::RATE_USED);
+        // A reset writes 1. An attribute set to the value it already had
+        // may be left out of `UPDATED_NEW` (moto does): then it is that 1,
+        // not "all used".
+        let reset_to_one = |step: Option<Step>| matches!(step, Some(Step::Reset(_))).then_some(1);
+        let quota_used =
+            num(new, alw::QUOTA_USED).or_else(|| reset_to_one(self.quota.map(|(_, s)| s)));
+        let rate_used =
+            num(new, alw::RATE_USED).or_else(|| reset_to_one(self.rate.map(|(_, s)| s)));
         let hints = CounterHints {
             quota: self.quota.map(|(period, step)| QuotaPos {
                 period,
@@ -621,5 +627,17 @@ mod tests {
         assert!(!for_size);
         assert_eq!(stale.len(), 1);
         assert!(stale[0].starts_with("u#2026-09-30"));
+    }
+
+    #[test]
+    fn a_reset_counter_left_out_of_the_answer_reads_as_one_used() {
+        let now = 1_800_000_000;
+        // Hints from an earlier window: both counters reset on this write.
+        let p = plan(&CounterHints::guess(&limits(), now - 40 * 86_400), now);
+        assert!(matches!(p.rate, Some((_, Step::Reset(_)))));
+        assert!(matches!(p.quota, Some((_, Step::Reset(_)))));
+        let g = p.granted(&item(&[]));
+        assert_eq!(g.quota_remaining, Some(49));
+        assert_eq!(g.rate_remaining, Some(4));
     }
 }

@@ -258,16 +258,36 @@ fn credential(headers: &HeaderMap, in_query: bool) -> Found {
     }
 }
 
+/// Whether a query parameter carries a key: a name other products use for
+/// keys, or one of our keys anywhere in its name or value.
 fn query_has_key(name: &str, value: &str, prefix: &str) -> bool {
     KEY_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p))
-        || value.starts_with(&format!("{prefix}_"))
+        || contains_key(name, prefix)
+        || contains_key(value, prefix)
 }
 
+/// Whether the raw query string carries a key anywhere, in any encoding:
+/// percent-decoded (and `+` read as a space) before looking, so neither
+/// `%20`, quotes, separators nor a parameter without `=` hides one.
 fn raw_query_has_key(raw: &str, prefix: &str) -> bool {
-    raw.split('&').any(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        query_has_key(name, value, prefix)
-    })
+    let decoded = percent_encoding::percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned();
+    contains_key(&decoded, prefix)
+        || decoded.split('&').any(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+            KEY_PARAMS
+                .iter()
+                .any(|p| name.trim().eq_ignore_ascii_case(p))
+        })
+}
+
+/// Whether `text` holds something shaped like one of this deployment's keys
+/// (`<prefix>_live_` or `<prefix>_test_`), wherever it stands.
+fn contains_key(text: &str, prefix: &str) -> bool {
+    ["live", "test"]
+        .iter()
+        .any(|env| text.contains(&format!("{prefix}_{env}_")))
 }
 
 /// Method and path from `arn:aws:execute-api:region:account:api/stage/METHOD/path`.
@@ -306,6 +326,23 @@ mod tests {
         assert!(raw_query_has_key("a=1&API_KEY=x", "ak"));
         assert!(raw_query_has_key("q=ak_live_xyz", "ak"));
         assert!(!raw_query_has_key("q=hello&page=2", "ak"));
+        // Found by a new-user review: each of these slipped through.
+        for hidden in [
+            "ak_live_xyz",
+            "x=%20ak_live_xyz",
+            "x=+ak_test_xyz",
+            "x=Bearer%20ak_live_xyz",
+            "x=a,ak_live_xyz",
+            "x=%22ak_live_xyz%22",
+            "x=%61k_live_xyz",
+            "%61pi_key=1",
+        ] {
+            assert!(raw_query_has_key(hidden, "ak"), "{hidden}");
+        }
+        assert!(query_has_key("x", " ak_live_xyz", "ak"));
+        assert!(query_has_key("x", "Bearer ak_test_xyz", "ak"));
+        assert!(!query_has_key("q", "ak_other", "ak"));
+        assert!(!raw_query_has_key("q=ak_other&page=ak", "ak"));
     }
 
     #[test]

@@ -124,6 +124,69 @@ where
 }
 
 /// Parse a JSON body strictly; an empty body reads as `{}`.
+const DUPLICATE: &str = "duplicate field ";
+
+/// JSON read as a [`serde_json::Value`], refusing an object that names a
+/// field twice. RFC 8259 (section 4) only says names "SHOULD be unique", and
+/// parsers differ on which value wins, so a proxy or firewall in front of
+/// the API could read another owner or scope than the API would.
+struct Unique(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if object.contains_key(&name) {
+                return Err(serde::de::Error::custom(format!("{DUPLICATE}{name}")));
+            }
+            let Unique(value) = map.next_value()?;
+            object.insert(name, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
+}
+
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManageError> {
     if body.len() > MAX_BODY {
         return Err(ManageError::TooLarge(MAX_BODY));
@@ -133,12 +196,31 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManageError> {
     } else {
         body
     };
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| ManageError::Invalid {
+    let Unique(mut value) = serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        match msg.strip_prefix(DUPLICATE) {
+            Some(rest) => ManageError::Invalid {
+                code: "duplicate_field",
+                message: format!(
+                    "a field appears twice: {}",
+                    rest.split(" at ").next().unwrap_or(rest)
+                ),
+                field: Some(rest.split(" at ").next().unwrap_or(rest).to_owned()),
+            },
+            None => ManageError::Invalid {
+                code: "invalid_json",
+                message: "request body is not valid JSON".into(),
+                field: None,
+            },
+        }
+    })?;
+    if !value.is_object() {
+        return Err(ManageError::Invalid {
             code: "invalid_json",
-            message: "request body is not valid JSON".into(),
+            message: "request body must be a JSON object".into(),
             field: None,
-        })?;
+        });
+    }
     integral_numbers(&mut value);
     T::deserialize(value).map_err(|e| {
         let msg = e.to_string();
@@ -353,6 +435,34 @@ pub fn validate_grace(grace: Option<u64>) -> Result<u64, ManageError> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by a new-user review: `["renamed"]` renamed a key (serde reads a
+    /// struct from an array), and `{"owner": "a", "owner": "b"}` issued for
+    /// `b`. A body is one JSON object, each field once.
+    #[test]
+    fn only_an_object_with_each_field_once_is_a_body() {
+        let e = parse_body::<UpdateRequest>(br#"["renamed"]"#).unwrap_err();
+        assert_eq!(e.body()["error"]["code"], "invalid_json", "{e:?}");
+        let e = parse_body::<IssueRequest>(
+            br#"{"owner": "acme", "owner": "evil", "name": "n", "scopes": ["GET /a"]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.body()["error"]["code"], "duplicate_field", "{e:?}");
+        assert_eq!(e.body()["error"]["field"], "owner");
+        let e = parse_body::<IssueRequest>(
+            br#"{"owner": "acme", "name": "n", "scopes": ["GET /a"], "metadata": {"k": "1", "k": "2"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.body()["error"]["code"],
+            "duplicate_field",
+            "nested: {e:?}"
+        );
+        let ok: IssueRequest =
+            parse_body(br#"{"owner": "acme", "name": "n", "scopes": ["GET /a", "GET /a"]}"#)
+                .unwrap();
+        assert_eq!(ok.owner.as_deref(), Some("acme"));
+    }
+
     #[test]
     fn integral_numbers_with_a_fraction_are_integers() {
         let r: RotateRequest = parse_body(br#"{"grace_seconds": 170.0}"#).unwrap();

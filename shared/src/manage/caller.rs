@@ -114,12 +114,12 @@ pub fn check_grant(
     let looser = |what: &str| {
         Err(ManageError::forbidden(
             "limit_escalation",
-            format!("cannot grant a {what} looser than the calling key's own"),
+            format!("cannot grant {what} looser than the calling key's own"),
         ))
     };
     if let Some(own_q) = own.limits.quota {
         let Some(q) = limits.quota else {
-            return looser("quota");
+            return looser("a quota");
         };
         let ok = match (own_q.period, q.period) {
             (a, b) if a == b => q.limit <= own_q.limit,
@@ -129,18 +129,18 @@ pub fn check_grant(
             _ => q.limit <= own_q.limit,
         };
         if !ok {
-            return looser("quota");
+            return looser("a quota");
         }
     }
     if let Some(own_r) = own.limits.rate {
         let Some(r) = limits.rate else {
-            return looser("rate limit");
+            return looser("a rate limit");
         };
         // No larger burst, and no higher sustained rate.
         let sustained = u128::from(r.limit) * u128::from(own_r.window)
             <= u128::from(own_r.limit) * u128::from(r.window);
         if r.limit > own_r.limit || !sustained {
-            return looser("rate limit");
+            return looser("a rate limit");
         }
     }
     if !own.allowed_cidrs.is_empty()
@@ -149,11 +149,11 @@ pub fn check_grant(
                 .iter()
                 .all(|c| own.allowed_cidrs.iter().any(|o| o.contains(c))))
     {
-        return looser("IP allowlist");
+        return looser("an IP allowlist");
     }
     if let Some(own_exp) = own.expires_at {
         if expires_at.is_none_or(|e| e > own_exp) {
-            return looser("expiry");
+            return looser("an expiry");
         }
     }
     Ok(())

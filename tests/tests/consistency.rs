@@ -64,6 +64,22 @@ impl Rig {
         (key, record)
     }
 
+    /// A key issued long enough ago that eventual reads see it, then
+    /// changed by `edit` (its next version) a moment ago: an eventual read
+    /// now answers with the old record.
+    async fn issued_then_changed(&self, edit: impl FnOnce(&mut KeyRecord)) -> ApiKey {
+        let (key, record) = self.issue(|_| {}).await;
+        tokio::time::sleep(self.proxy.config().stale_window + Duration::from_millis(100)).await;
+        let mut changed = record.clone();
+        changed.version += 1;
+        edit(&mut changed);
+        self.store
+            .update_key(&record, &changed, &audit(&changed, AuditAction::Updated))
+            .await
+            .unwrap();
+        key
+    }
+
     /// A new authorizer container (empty cache) over the proxied store.
     fn container(&self) -> authorizer::Handler<DynamoStore, ManualClock> {
         v2_handler(self.store.clone(), self.clock.clone(), self.format.clone())
@@ -115,16 +131,7 @@ async fn a_just_issued_key_is_allowed_on_its_first_request() {
 #[tokio::test]
 async fn a_key_read_stale_after_an_update_is_not_denied_as_revoked() {
     let rig = rig(stale(Duration::from_secs(2))).await;
-    let (key, record) = rig.issue(|_| {}).await;
-    // Let the issuance become visible to eventual reads, then update.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let mut changed = record.clone();
-    changed.version += 1;
-    changed.name = "renamed".into();
-    rig.store
-        .update_key(&record, &changed, &audit(&changed, AuditAction::Updated))
-        .await
-        .unwrap();
+    let key = rig.issued_then_changed(|r| r.name = "renamed".into()).await;
     let handled = rig
         .container()
         .handle(event(Payload::HttpV2Simple, Some(key.expose())), "r")
@@ -139,15 +146,9 @@ async fn a_key_read_stale_after_an_update_is_not_denied_as_revoked() {
 #[tokio::test]
 async fn a_just_widened_scope_is_honoured_on_a_stale_read() {
     let rig = rig(stale(Duration::from_secs(2))).await;
-    let (key, record) = rig.issue(|_| {}).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let mut widened = record.clone();
-    widened.version += 1;
-    widened.scopes.push(Scope::parse("POST /orders/*").unwrap());
-    rig.store
-        .update_key(&record, &widened, &audit(&widened, AuditAction::Updated))
-        .await
-        .unwrap();
+    let key = rig
+        .issued_then_changed(|r| r.scopes.push(Scope::parse("POST /orders/*").unwrap()))
+        .await;
     let container = rig.container();
     let post = with_route(
         event(Payload::HttpV2Simple, Some(key.expose())),

@@ -70,6 +70,7 @@ pub fn mint(format: &KeyFormat, spec: KeySpec, now: Timestamp) -> (ApiKey, KeyRe
         metadata: spec.metadata,
         secret_pending: false,
         leak: None,
+        lineage_leak: None,
     };
     (key, record)
 }

@@ -88,6 +88,10 @@ pub struct KeyRecord {
     /// report of the same key changes nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak: Option<crate::leak::LeakMark>,
+    /// Set when the other key of this key's rotation lineage was reported
+    /// leaked; this key keeps working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage_leak: Option<crate::leak::LineageLeak>,
 }
 
 fn default_rotation_days() -> u32 {
@@ -102,6 +106,13 @@ impl KeyRecord {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Whether other keys may share this key's allowance: it was rotated, or
+    /// it is a successor (a first key's allowance id is its own key id). A
+    /// key for which this is false has no rotation lineage to look up.
+    pub fn in_lineage(&self) -> bool {
+        self.successor.is_some() || self.allowance_id != self.key_id.as_str()
     }
 
     /// When scheduled rotation is due, if the key rotates at all.

@@ -374,3 +374,111 @@ async fn a_hundred_tokens_cost_one_batched_read_plus_one_write_per_key() {
         assert_eq!(rig.authorize(key).await.as_deref(), Some("revoked"));
     }
 }
+
+#[tokio::test]
+async fn the_other_key_of_a_rotated_lineage_keeps_working_but_is_flagged() {
+    use keygate::manage::view::KeyView;
+    use keygate::usage::report::{build, Thresholds};
+    use keygate::usage::Day;
+    use std::collections::BTreeMap;
+
+    let rig = rig(LeakPolicy::Revoke).await;
+    let (old_key, old) = rig.issue().await;
+    let now = rig.clock.now();
+    let (new_key, successor) = keygate::issue::successor(&rig.format, &old, now);
+    keygate_tests::logs::remember(&new_key);
+    rig.store
+        .rotate(&old, &successor, now + 3600, now, "operator:test")
+        .await
+        .unwrap();
+    // The old key (in its grace period) leaks.
+    let (status, answer) = rig.report(&Rig::body(&[old_key.expose()])).await;
+    assert_eq!(
+        (status, labels(&answer)),
+        (200, vec!["true_positive".to_owned()])
+    );
+    assert_eq!(rig.authorize(&old_key).await.as_deref(), Some("revoked"));
+    assert_eq!(
+        rig.authorize(&new_key).await,
+        None,
+        "the successor is another secret: it keeps working"
+    );
+    let flagged = rig.record(&successor).await;
+    assert_eq!(flagged.status, KeyStatus::Active);
+    assert_eq!(flagged.version, successor.version, "a flag, not a change");
+    let mark = flagged
+        .lineage_leak
+        .clone()
+        .expect("the successor is flagged");
+    assert_eq!(mark.key_id, old.key_id);
+    let events = rig
+        .store
+        .events(&successor.key_id, 100, None)
+        .await
+        .unwrap();
+    let lineage: Vec<_> = events
+        .items
+        .iter()
+        .filter(|e| e.action == AuditAction::LineageLeaked)
+        .collect();
+    assert_eq!(lineage.len(), 1, "{:?}", events.items);
+    assert!(lineage[0].change.contains(old.key_id.as_str()));
+    // One report, one notice: the owner hears of the leaked key.
+    assert_eq!(rig.notices.all().len(), 1);
+
+    // Both show it in GET /v1/keys/{id}, as documented.
+    let leaked = rig.record(&old).await;
+    let leaked_view = serde_json::to_value(KeyView::from(&leaked)).unwrap();
+    let flagged_view = serde_json::to_value(KeyView::from(&flagged)).unwrap();
+    for view in [&leaked_view, &flagged_view] {
+        openapi::check("GET", "/v1/keys/{key_id}", 200, view);
+    }
+    assert_eq!(leaked_view["leak"]["policy"], "revoke");
+    assert_eq!(
+        leaked_view["leak"]["source_url"],
+        "https://github.com/octo/repo/blob/x/config.env"
+    );
+    assert_eq!(leaked_view["lineage_leak"], Value::Null);
+    assert_eq!(flagged_view["leak"], Value::Null);
+    assert_eq!(flagged_view["lineage_leak"]["key_id"], old.key_id.as_str());
+
+    // The owner's daily report for that day carries both flags, first;
+    // the day after, neither.
+    let keys = vec![leaked, flagged];
+    let today = build(
+        "acme",
+        Day::of(now),
+        &keys,
+        &BTreeMap::new(),
+        &Thresholds::default(),
+        now,
+    );
+    let names: Vec<(&str, &str)> = today.flags.iter().map(|f| (f.name(), f.key_id())).collect();
+    assert_eq!(
+        names[..2],
+        [
+            ("leaked", old.key_id.as_str()),
+            ("lineage_leaked", successor.key_id.as_str())
+        ],
+        "{today:?}"
+    );
+    let report = serde_json::to_value(&today).unwrap();
+    openapi::check("GET", "/v1/usage/reports/{day}", 200, &report);
+    let next = build(
+        "acme",
+        Day::of(now + 86_400),
+        &keys,
+        &BTreeMap::new(),
+        &Thresholds::default(),
+        now,
+    );
+    assert!(
+        next.flags.iter().all(|f| !f.name().contains("leaked")),
+        "{next:?}"
+    );
+
+    // The flagged successor leaking itself later is handled in full.
+    let (status, _) = rig.report(&Rig::body(&[new_key.expose()])).await;
+    assert_eq!(status, 200);
+    assert_eq!(rig.authorize(&new_key).await.as_deref(), Some("revoked"));
+}

@@ -15,6 +15,10 @@
 //! token reported twice (or concurrently: the loser's transaction fails its
 //! version condition and re-reads) changes nothing, writes one audit event,
 //! sends one notice and answers the same.
+//!
+//! The other live key of a rotated lineage is left working (it is another
+//! secret) but flagged ([`LineageLeak`]) in the same transaction, with its
+//! own `lineage_leaked` audit event.
 
 pub mod http;
 pub mod keys;
@@ -25,5 +29,5 @@ pub mod service;
 pub mod signature;
 
 pub use notify::{EventBridgeNotifier, LeakNotice, LeakNotifier};
-pub use policy::{apply, LeakMark, LeakPolicy, Sighting};
+pub use policy::{apply, LeakMark, LeakPolicy, LineageLeak, Sighting};
 pub use service::{Handled, LeakHandler, LeakService};

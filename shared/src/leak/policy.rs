@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::config::{one_of, ConfigError};
+use crate::id::KeyId;
 use crate::model::{KeyRecord, KeyStatus};
 
 /// The deployment's answer to a leaked key (template parameter
@@ -57,6 +58,16 @@ pub struct LeakMark {
     pub source_url: Option<String>,
     /// Who reported it: `github` or the reporting key id / operator.
     pub reporter: String,
+}
+
+/// On a key of a rotation lineage (the keys sharing one allowance: a rotated
+/// key and its successor) whose other key was reported leaked. The key is
+/// a different secret and keeps working; the mark tells its owner to look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageLeak {
+    /// The key of the lineage that was reported.
+    pub key_id: KeyId,
+    pub at: Timestamp,
 }
 
 /// A report before it is applied to a record.

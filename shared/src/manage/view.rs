@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::id::KeyId;
+use crate::leak::{LeakPolicy, LineageLeak};
 use crate::limits::Limits;
 use crate::model::{KeyRecord, KeyStatus};
 use crate::scope::Scope;
@@ -31,6 +32,24 @@ pub struct KeyView {
     pub allowed_cidrs: Vec<String>,
     pub rotation_days: u32,
     pub metadata: BTreeMap<String, String>,
+    /// Set once the key was reported leaked.
+    pub leak: Option<LeakView>,
+    /// Set when the other key of its rotation lineage was reported leaked.
+    pub lineage_leak: Option<LineageLeak>,
+}
+
+/// What a key's owner sees of a leak report (the reporter is in the audit
+/// trail).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeakView {
+    /// Unix seconds of the first report.
+    pub at: Timestamp,
+    /// What the report did to the key.
+    pub policy: LeakPolicy,
+    /// GitHub's token type, or `manual`.
+    pub kind: String,
+    /// Where the key was seen, if the report said.
+    pub source_url: Option<String>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -53,6 +72,13 @@ impl From<&KeyRecord> for KeyView {
             allowed_cidrs: r.allowed_cidrs.iter().map(ToString::to_string).collect(),
             rotation_days: r.rotation_days,
             metadata: r.metadata.clone(),
+            leak: r.leak.as_ref().map(|m| LeakView {
+                at: m.at,
+                policy: m.policy,
+                kind: m.kind.clone(),
+                source_url: m.source_url.clone(),
+            }),
+            lineage_leak: r.lineage_leak.clone(),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::id::KeyId;
 
 /// What happened to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum AuditAction {
     Issued,
     Updated,
@@ -17,6 +17,9 @@ pub enum AuditAction {
     Expired,
     /// Reported leaked (GitHub secret scanning or a manual report).
     Leaked,
+    /// The other key of this key's rotation lineage was reported leaked;
+    /// this one was flagged, not changed.
+    LineageLeaked,
 }
 
 /// One audit record.

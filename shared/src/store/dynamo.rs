@@ -149,6 +149,7 @@ impl DynamoStore {
         old: &KeyRecord,
         closed: &KeyRecord,
         audit: &AuditEvent,
+        extra: Vec<TransactWriteItem>,
     ) -> Result<(), StoreError> {
         let close_allowance = built(
             Update::builder()
@@ -159,7 +160,7 @@ impl DynamoStore {
                 .expression_attribute_names("#kid", old.key_id.as_str())
                 .build(),
         )?;
-        self.commit_change(old.version, closed, close_allowance, audit, Vec::new())
+        self.commit_change(old.version, closed, close_allowance, audit, extra)
             .await
     }
 
@@ -524,7 +525,7 @@ impl KeyAdmin for DynamoStore {
         revoked.status = KeyStatus::Revoked;
         revoked.version += 1;
         revoked.revoked_at = Some(now);
-        self.close(&record, &revoked, audit).await?;
+        self.close(&record, &revoked, audit, Vec::new()).await?;
         Ok(revoked)
     }
 
@@ -545,7 +546,7 @@ impl KeyAdmin for DynamoStore {
             now,
             serde_json::json!({"status": "retired", "grace_until": record.grace_until}),
         );
-        self.close(record, &retired, &audit).await?;
+        self.close(record, &retired, &audit, Vec::new()).await?;
         Ok(retired)
     }
 

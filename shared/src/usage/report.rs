@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Day, DayUsage};
+use crate::leak::LeakPolicy;
 use crate::limits::Period;
 use crate::model::{KeyRecord, KeyStatus};
 
@@ -93,6 +94,20 @@ pub enum Flag {
         days: u32,
         last_used: Option<String>,
     },
+    /// Reported leaked that day; `policy` is what the report did.
+    Leaked {
+        key_id: String,
+        policy: LeakPolicy,
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source_url: Option<String>,
+    },
+    /// The other key of its rotation lineage was reported leaked that day;
+    /// this key still works.
+    LineageLeaked {
+        key_id: String,
+        leaked_key_id: String,
+    },
 }
 
 impl Flag {
@@ -104,6 +119,8 @@ impl Flag {
             Flag::NewSourceIp { .. } => "new_source_ip",
             Flag::NearQuota { .. } => "near_quota",
             Flag::Unused { .. } => "unused",
+            Flag::Leaked { .. } => "leaked",
+            Flag::LineageLeaked { .. } => "lineage_leaked",
         }
     }
 
@@ -114,7 +131,9 @@ impl Flag {
             | Flag::IpNotAllowed { key_id, .. }
             | Flag::NewSourceIp { key_id, .. }
             | Flag::NearQuota { key_id, .. }
-            | Flag::Unused { key_id, .. } => key_id,
+            | Flag::Unused { key_id, .. }
+            | Flag::Leaked { key_id, .. }
+            | Flag::LineageLeaked { key_id, .. } => key_id,
         }
     }
 }
@@ -158,7 +177,8 @@ pub fn build(
     t: &Thresholds,
     generated_at: i64,
 ) -> OwnerReport {
-    let mut flags = Vec::new();
+    // Leak flags first: the ones a stored report must never drop.
+    let mut flags: Vec<Flag> = keys.iter().flat_map(|k| leaks(k, day)).collect();
     let mut total = DayUsage::default();
     let mut active = 0;
     for key in keys {
@@ -271,6 +291,27 @@ fn new_ips(kid: &str, day: Day, days: Option<&Days>, today: &DayUsage) -> Option
         key_id: kid.to_owned(),
         ips: new,
     })
+}
+
+/// The leak flags of one key on `day`: its own report, and its lineage's.
+fn leaks(key: &KeyRecord, day: Day) -> Vec<Flag> {
+    let kid = key.key_id.as_str();
+    let mut flags = Vec::new();
+    if let Some(mark) = key.leak.as_ref().filter(|m| Day::of(m.at) == day) {
+        flags.push(Flag::Leaked {
+            key_id: kid.to_owned(),
+            policy: mark.policy,
+            kind: mark.kind.clone(),
+            source_url: mark.source_url.clone(),
+        });
+    }
+    if let Some(mark) = key.lineage_leak.as_ref().filter(|m| Day::of(m.at) == day) {
+        flags.push(Flag::LineageLeaked {
+            key_id: kid.to_owned(),
+            leaked_key_id: mark.key_id.as_str().to_owned(),
+        });
+    }
+    flags
 }
 
 /// Quota use in the period containing `day`, up to `day`, over every key

@@ -2,13 +2,14 @@
 //! transaction.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Update};
+use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
 
 use super::{built, transact_error, DynamoStore, Item};
 use crate::hash::KeyHash;
+use crate::leak::LineageLeak;
 use crate::model::KeyRecord;
 use crate::store::items::{self, alw};
-use crate::store::{AuditEvent, LeakStore, StoreError};
+use crate::store::{AuditAction, AuditEvent, LeakStore, StoreError};
 
 /// `BatchGetItem` reads at most 100 items per request (DynamoDB API
 /// Reference, BatchGetItem).
@@ -67,9 +68,10 @@ impl LeakStore for DynamoStore {
         leaked: &KeyRecord,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
+        let flags = self.flag_lineage(old, audit).await?;
         match (old.status.is_live(), leaked.status.is_live()) {
             // Taken out of service: the very path of a revoke.
-            (true, false) => self.close(old, leaked, audit).await,
+            (true, false) => self.close(old, leaked, audit, flags).await,
             // Flagged, still live: the allowance follows the new version.
             (true, true) => {
                 let follow = built(
@@ -84,20 +86,80 @@ impl LeakStore for DynamoStore {
                         .expression_attribute_values(":prev", super::n(old.version))
                         .build(),
                 )?;
-                self.commit_change(old.version, leaked, follow, audit, Vec::new())
+                self.commit_change(old.version, leaked, follow, audit, flags)
                     .await
             }
             // Already out of service: the allowance no longer names it.
             (false, _) => {
+                let mut actions = vec![
+                    self.put_version(leaked, old.version)?,
+                    self.put_new(Self::audit_item(audit)?)?,
+                ];
+                actions.extend(flags);
                 self.client
                     .transact_write_items()
-                    .transact_items(self.put_version(leaked, old.version)?)
-                    .transact_items(self.put_new(Self::audit_item(audit)?)?)
+                    .set_transact_items(Some(actions))
                     .send()
                     .await
                     .map_err(transact_error)?;
                 Ok(())
             }
         }
+    }
+}
+
+impl DynamoStore {
+    /// The actions that flag the other live keys of `old`'s rotation lineage
+    /// (those its allowance admits, read consistently; no read for a key
+    /// never rotated): [`LineageLeak`] set
+    /// on each record if it is still at the version read, and a
+    /// `lineage_leaked` audit event. The version is not bumped: the flag
+    /// changes no decision, so cached copies stay admissible.
+    async fn flag_lineage(
+        &self,
+        old: &KeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut actions = Vec::new();
+        if !old.in_lineage() {
+            return Ok(actions);
+        }
+        for sibling in self.siblings(old).await? {
+            let mark = LineageLeak {
+                key_id: old.key_id.clone(),
+                at: audit.at,
+            };
+            let value =
+                serde_dynamo::to_attribute_value(&mark).map_err(|source| StoreError::Mapping {
+                    what: "lineage leak",
+                    source,
+                })?;
+            let flag = built(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::key_of(
+                        items::key_pk(sibling.hash.as_str()),
+                        items::KEY_SK,
+                    )))
+                    .update_expression("SET #ll = :ll")
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#ll", "lineage_leak")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":ll", value)
+                    .expression_attribute_values(":v", super::n(sibling.version))
+                    .build(),
+            )?;
+            let event = AuditEvent::new(
+                &sibling.key_id,
+                sibling.version,
+                AuditAction::LineageLeaked,
+                audit.actor.clone(),
+                audit.at,
+                serde_json::json!({"leaked": old.key_id}),
+            );
+            actions.push(TransactWriteItem::builder().update(flag).build());
+            actions.push(self.put_new(Self::audit_item(&event)?)?);
+        }
+        Ok(actions)
     }
 }

@@ -7,7 +7,7 @@ use keygate::hash::KeyHash;
 use keygate::id::KeyId;
 use keygate::model::KeyRecord;
 use keygate::store::{
-    Admission, AdmitOutcome, AdmitPlan, CounterHints, Granted, KeyLookup, StoreError,
+    Admission, AdmitOutcome, AdmitPlan, CounterHints, Granted, KeyLookup, StoreError, Target,
 };
 
 /// Holds one record and admits every request.
@@ -29,6 +29,7 @@ impl Admission for InstantStore {
             quota_remaining: Some(1),
             rate_remaining: Some(1),
             hints: CounterHints {
+                shards: 1,
                 quota: plan
                     .quota
                     .map(|(period, step)| keygate::store::admission::QuotaPos {
@@ -47,7 +48,20 @@ impl Admission for InstantStore {
         }))
     }
 
-    async fn prune_usage(&self, _: &str, _: &[String]) -> Result<(), StoreError> {
+    async fn prune_usage(&self, _: &str, _: Target, _: &[String]) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn grow(&self, _: &str, to: u32, _: i64) -> Result<u32, StoreError> {
+        Ok(to)
+    }
+
+    async fn flush_usage(
+        &self,
+        _: &str,
+        _: &[(String, u64)],
+        _: &[(String, String)],
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -165,23 +165,69 @@ pub async fn allowance_item(
     store: &DynamoStore,
     record: &keygate::model::KeyRecord,
 ) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    use keygate::store::items;
+    allowance_part(store, items::allowance_pk(&record.allowance_id)).await
+}
+
+/// One item of an allowance (its root or a shard) by partition key, raw and
+/// consistent; it must exist.
+pub async fn allowance_part(
+    store: &DynamoStore,
+    pk: String,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
     use aws_sdk_dynamodb::types::AttributeValue;
     use keygate::store::items;
     store
         .client()
         .get_item()
         .table_name(store.table())
-        .key(
-            items::PK,
-            AttributeValue::S(items::allowance_pk(&record.allowance_id)),
-        )
+        .key(items::PK, AttributeValue::S(pk))
         .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.into()))
         .consistent_read(true)
         .send()
         .await
         .expect("read the allowance")
         .item
-        .expect("the allowance exists")
+        .expect("the allowance item exists")
+}
+
+/// Quota spent from a key's allowance: the root's `qu` plus, once the
+/// allowance is sharded, every shard's (all counting the same period here).
+pub async fn allowance_spent(store: &DynamoStore, record: &keygate::model::KeyRecord) -> i64 {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use keygate::store::items;
+    let num = |item: &std::collections::HashMap<String, AttributeValue>, name: &str| -> i64 {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let root = allowance_item(store, record).await;
+    let mut spent = num(&root, items::alw::QUOTA_USED);
+    for index in 1..=num(&root, items::alw::SHARDS) {
+        let pk = items::allowance_shard_pk(&record.allowance_id, index as u32);
+        spent += num(&allowance_part(store, pk).await, items::alw::QUOTA_USED);
+    }
+    spent
+}
+
+/// A store over `table` built as the authorizer function builds its own
+/// (its SDK timeouts and retries: two attempts), through `endpoint` (a
+/// realism proxy).
+pub async fn production_store(endpoint: &str, table: &str) -> DynamoStore {
+    let config = authorizer::Config::from_lookup(|name| match name {
+        "KEYGATE_TABLE" => Some(table.to_owned()),
+        "KEYGATE_KEY_ENV" => Some("test".into()),
+        _ => None,
+    })
+    .expect("the authorizer's settings");
+    let (timeouts, retries) = config.sdk_timeouts();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
+        .endpoint_url(endpoint)
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .build();
+    DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), table)
 }
 
 /// The authorizer's handler, in process over `store`: payload 2.0 with

@@ -149,6 +149,7 @@ async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, 
     let mut attempts = 0;
     while attempts < 8 {
         let plan = AdmitPlan::new(
+            keygate::store::Target::Single,
             &record.allowance_id,
             &record.key_id,
             record.version,
@@ -178,6 +179,7 @@ async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, 
                 Explained::Retry(h) => hints = h,
                 Explained::Deny(_) => return false,
                 Explained::Stale => panic!("record did not change"),
+                Explained::Reshard(n) => panic!("never sharded here, yet {n} shards"),
             },
         }
     }

@@ -75,10 +75,17 @@ fn set(items: &[&str]) -> BTreeSet<String> {
 #[test]
 fn each_function_is_allowed_exactly_what_it_uses() {
     let actions = function_actions();
-    // The authorizer uses KeyLookup (GetItem) and Admission (UpdateItem).
+    // The authorizer uses KeyLookup (GetItem) and Admission (UpdateItem;
+    // growing a hot allowance: BatchGetItem and PutItem, on allowance items
+    // only).
     assert_eq!(
         actions["AuthorizerFunction"],
-        set(&["dynamodb:GetItem", "dynamodb:UpdateItem"])
+        set(&[
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+        ])
     );
     // The management API uses KeyAdmin (GetItem; transactions of Put and
     // Update; Query on the owner index), SecretSink (create and put), and

@@ -24,6 +24,7 @@ use crate::decision::DenyReason;
 use crate::id::KeyId;
 use crate::limits::{Limits, Period};
 use crate::store::items::{self, alw};
+use crate::store::shards::share;
 
 /// Where a counter stands, as last seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,35 @@ pub struct RatePos {
 pub struct CounterHints {
     pub quota: Option<QuotaPos>,
     pub rate: Option<RatePos>,
+    /// The allowance's shard count as last seen (0 or 1: single).
+    pub shards: u32,
+}
+
+/// The item a plan writes: the root of a single allowance, or one shard of
+/// a sharded one (see `allowance-design.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Single,
+    /// Shard `index` (1-based) of `count`.
+    Shard {
+        index: u32,
+        count: u32,
+    },
+}
+
+impl Target {
+    /// How many of `count` shards have a share of every limit: the first
+    /// `min(count, quota, rate)` (shares decrease with the index).
+    pub fn eligible(limits: &Limits, count: u32) -> u32 {
+        let mut n = u64::from(count);
+        if let Some(q) = limits.quota {
+            n = n.min(q.limit);
+        }
+        if let Some(r) = limits.rate {
+            n = n.min(r.limit);
+        }
+        n.max(1) as u32
+    }
 }
 
 impl CounterHints {
@@ -50,6 +80,7 @@ impl CounterHints {
     /// this period, short rate windows probably are not.
     pub fn guess(limits: &Limits, now: Timestamp) -> Self {
         Self {
+            shards: 1,
             quota: limits.quota.map(|q| QuotaPos {
                 period: q.period,
                 start: q.period.window(now).start,
@@ -105,6 +136,8 @@ pub struct UsageMark {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmitPlan {
     pub allowance_id: String,
+    /// The item written.
+    pub target: Target,
     pub key_id: KeyId,
     /// The record version the decision was made on.
     pub version: u64,
@@ -147,6 +180,9 @@ pub enum Explained {
     Stale,
     /// Counters moved to another period: try again from here.
     Retry(CounterHints),
+    /// The allowance has another layout (this many shards; 1: single, or
+    /// unknown: ask the root): plan again.
+    Reshard(u32),
 }
 
 /// An `UpdateItem` request body, ready to send.
@@ -169,7 +205,8 @@ fn period_name(p: Period) -> &'static str {
     }
 }
 
-fn ip_slot(ip: &str) -> u64 {
+/// The address slot an address lands in (see [`items::IP_SLOTS`]).
+pub fn ip_slot(ip: &str) -> u64 {
     u64::from(crc32fast::hash(ip.as_bytes())) % items::IP_SLOTS
 }
 
@@ -186,6 +223,7 @@ impl AdmitPlan {
     /// Plan an admission from what the container last saw of the counters.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        target: Target,
         allowance_id: &str,
         key_id: &KeyId,
         version: u64,
@@ -212,6 +250,7 @@ impl AdmitPlan {
         });
         Self {
             allowance_id: allowance_id.to_owned(),
+            target,
             key_id: key_id.clone(),
             version,
             quota,
@@ -236,6 +275,18 @@ impl AdmitPlan {
         let kid = self.key_id.as_str();
         let day = &self.usage.day;
         names.insert("#uok".into(), items::usage_attr(day, kid, "ok"));
+        names.insert("#sh".into(), alw::SHARDS.into());
+        let slice = |limit: Option<u64>| match self.target {
+            Target::Single => None,
+            Target::Shard { index, count } => limit.map(|l| share(l, count, index)),
+        };
+        match self.target {
+            Target::Single => cond.push("attribute_not_exists(#sh)".into()),
+            Target::Shard { count, .. } => {
+                values.insert(":sh".into(), n(count));
+                cond.push("#sh = :sh".into());
+            }
+        }
 
         names.insert("#ql".into(), alw::QUOTA_LIMIT.into());
         match self.quota {
@@ -252,12 +303,20 @@ impl AdmitPlan {
                         cond.push("#qs = :qs AND #qu < #ql".into());
                         add.push("#qu :one".into());
                     }
-                    Step::Reset(_) => {
-                        cond.push(
-                            "(attribute_not_exists(#qs) OR #qs < :qs) AND #ql >= :one".into(),
-                        );
-                        set.push("#qs = :qs, #qu = :one".to_owned());
-                    }
+                    Step::Reset(_) => match slice(self.quota_limit) {
+                        // A shard's new period starts with its even share.
+                        Some(share) => {
+                            cond.push("(attribute_not_exists(#qs) OR #qs < :qs)".into());
+                            values.insert(":qsl".into(), n(share));
+                            set.push("#qs = :qs, #qu = :one, #ql = :qsl".to_owned());
+                        }
+                        None => {
+                            cond.push(
+                                "(attribute_not_exists(#qs) OR #qs < :qs) AND #ql >= :one".into(),
+                            );
+                            set.push("#qs = :qs, #qu = :one".to_owned());
+                        }
+                    },
                 }
             }
         }
@@ -276,12 +335,19 @@ impl AdmitPlan {
                         cond.push("#rs = :rs AND #ru < #rl".into());
                         add.push("#ru :one".into());
                     }
-                    Step::Reset(_) => {
-                        cond.push(
-                            "(attribute_not_exists(#rs) OR #rs < :rs) AND #rl >= :one".into(),
-                        );
-                        set.push("#rs = :rs, #ru = :one".to_owned());
-                    }
+                    Step::Reset(_) => match slice(self.rate_limit) {
+                        Some(share) => {
+                            cond.push("(attribute_not_exists(#rs) OR #rs < :rs)".into());
+                            values.insert(":rsl".into(), n(share));
+                            set.push("#rs = :rs, #ru = :one, #rl = :rsl".to_owned());
+                        }
+                        None => {
+                            cond.push(
+                                "(attribute_not_exists(#rs) OR #rs < :rs) AND #rl >= :one".into(),
+                            );
+                            set.push("#rs = :rs, #ru = :one".to_owned());
+                        }
+                    },
                 }
             }
         }
@@ -332,6 +398,10 @@ impl AdmitPlan {
         let rate_used =
             num(new, alw::RATE_USED).or_else(|| reset_to_one(self.rate.map(|(_, s)| s)));
         let hints = CounterHints {
+            shards: match self.target {
+                Target::Single => 1,
+                Target::Shard { count, .. } => count,
+            },
             quota: self.quota.map(|(period, step)| QuotaPos {
                 period,
                 start: num(new, alw::QUOTA_START).unwrap_or(step.start()),
@@ -341,9 +411,16 @@ impl AdmitPlan {
                 start: num(new, alw::RATE_START).unwrap_or(step.start()),
             }),
         };
-        let left = |limit: u64, used: Option<i64>| {
-            limit.saturating_sub(used.and_then(|u| u64::try_from(u).ok()).unwrap_or(limit))
-        };
+        // On a shard: what is left of an even share, times the shards: an
+        // estimate of the whole (readers sum the shards exactly).
+        let used_of = |used: Option<i64>| used.and_then(|u| u64::try_from(u).ok());
+        let left =
+            |limit: u64, used: Option<i64>| match self.target {
+                Target::Single => limit.saturating_sub(used_of(used).unwrap_or(limit)),
+                Target::Shard { count, .. } => limit.min(u64::from(count).saturating_mul(
+                    share(limit, count, 1).saturating_sub(used_of(used).unwrap_or(0)),
+                )),
+            };
         let (stale_usage, pruned_for_size) = match &self.usage.keep_from {
             None => (Vec::new(), false),
             Some(keep_from) => stale_usage(new, keep_from),
@@ -402,8 +479,20 @@ pub fn explain(
     now: Timestamp,
 ) -> Explained {
     let Some(old) = old else {
-        return Explained::Deny(DenyReason::NotFound);
+        return match plan.target {
+            Target::Single => Explained::Deny(DenyReason::NotFound),
+            // No such shard: learn the layout from the root.
+            Target::Shard { .. } => Explained::Reshard(1),
+        };
     };
+    let shards = num(old, alw::SHARDS).and_then(|n| u32::try_from(n).ok());
+    match (plan.target, shards) {
+        (Target::Single, Some(n)) => return Explained::Reshard(n),
+        (Target::Shard { count, .. }, found) if found != Some(count) => {
+            return Explained::Reshard(found.unwrap_or(1))
+        }
+        _ => {}
+    }
     let version = old
         .get(alw::VERSIONS)
         .and_then(|v| v.as_m().ok())
@@ -451,7 +540,11 @@ pub fn explain(
         }
         _ => None,
     };
-    Explained::Retry(CounterHints { quota, rate })
+    Explained::Retry(CounterHints {
+        quota,
+        rate,
+        shards: shards.unwrap_or(1),
+    })
 }
 
 #[cfg(test)]
@@ -474,6 +567,7 @@ mod tests {
 
     fn plan(hints: &CounterHints, now: Timestamp) -> AdmitPlan {
         AdmitPlan::new(
+            Target::Single,
             "a1",
             &KeyId::parse("key_0000000000000000000001").unwrap(),
             3,
@@ -627,6 +721,38 @@ mod tests {
         assert!(!for_size);
         assert_eq!(stale.len(), 1);
         assert!(stale[0].starts_with("u#2026-09-30"));
+    }
+
+    #[test]
+    fn a_shard_plan_checks_the_layout_and_resets_to_its_share() {
+        let now = 1_800_000_000;
+        let mut p = plan(&CounterHints::guess(&limits(), now - 40 * 86_400), now);
+        p.target = Target::Shard { index: 2, count: 4 };
+        let expr = p.expression();
+        assert!(expr.condition.contains("#sh = :sh"));
+        assert_eq!(expr.values[":sh"], n(4));
+        // 50/day over 4 shards: 13, 13, 12, 12; 5 per minute: 2, 1, 1, 1.
+        assert!(expr.update.contains("#qs = :qs, #qu = :one, #ql = :qsl"));
+        assert_eq!(expr.values[":qsl"], n(13));
+        assert_eq!(expr.values[":rsl"], n(1));
+        let single = plan(&CounterHints::default(), now).expression();
+        assert!(single.condition.contains("attribute_not_exists(#sh)"));
+        // A write to a layout that changed tells the new one.
+        let kv = AttributeValue::M(HashMap::from([(p.key_id.as_str().to_owned(), n(3))]));
+        let grown = item(&[("kv", kv.clone()), ("sh", n(16))]);
+        assert_eq!(explain(&p, Some(&grown), now), Explained::Reshard(16));
+        let root = item(&[("kv", kv), ("sh", n(4))]);
+        let single_plan = plan(&CounterHints::default(), now);
+        assert_eq!(
+            explain(&single_plan, Some(&root), now),
+            Explained::Reshard(4)
+        );
+        assert_eq!(explain(&p, None, now), Explained::Reshard(1));
+        assert_eq!(
+            Target::eligible(&limits(), 16),
+            5,
+            "no shard without a share"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
 mod leak;
+mod shards;
 
 use std::collections::HashMap;
 
@@ -12,14 +13,16 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::admission::{AdmitOutcome, AdmitPlan};
+use super::admission::{AdmitOutcome, AdmitPlan, Target};
 use super::items::{self, alw};
 use super::{Admission, AuditAction, AuditEvent, KeyAdmin, KeyLookup, Page, StoreError};
+use crate::clock::Timestamp;
 use crate::decision::DenyReason;
 use crate::hash::KeyHash;
 use crate::id::KeyId;
 use crate::limits::Period;
 use crate::model::{KeyRecord, KeyStatus};
+use shards::KvChange;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -61,6 +64,14 @@ impl DynamoStore {
     /// The key of an allowance item.
     pub(super) fn allowance_key(allowance_id: &str) -> Item {
         Self::key_of(items::allowance_pk(allowance_id), items::ALLOWANCE_SK)
+    }
+
+    /// The item an admission plan writes: the root, or one shard.
+    fn target_key(allowance_id: &str, target: Target) -> Item {
+        match target {
+            Target::Single => Self::allowance_key(allowance_id),
+            Target::Shard { index, .. } => Self::shard_key(allowance_id, index),
+        }
     }
 
     /// The record as a table item, with its keys and index attributes.
@@ -160,33 +171,89 @@ impl DynamoStore {
                 .expression_attribute_names("#kid", old.key_id.as_str())
                 .build(),
         )?;
-        self.commit_change(old.version, closed, close_allowance, audit, extra)
-            .await
+        let kv = KvChange {
+            remove: vec![old.key_id.as_str().to_owned()],
+            ..KvChange::default()
+        };
+        self.commit_change(
+            old.version,
+            closed,
+            (close_allowance, kv, None),
+            audit,
+            extra,
+        )
+        .await
     }
 
     /// The next version of a record, the allowance change that goes with
-    /// it, the audit event and any `extra` actions, in one transaction.
+    /// it (the root's update, its `kv` change for the shards, the new limits
+    /// if they changed), the audit event and any `extra` actions, in one
+    /// transaction.
     async fn commit_change(
         &self,
         previous: u64,
         record: &KeyRecord,
-        allowance: Update,
+        allowance: (Update, KvChange, Option<crate::limits::Limits>),
         audit: &AuditEvent,
         extra: Vec<TransactWriteItem>,
     ) -> Result<(), StoreError> {
+        let (root, kv, limits) = allowance;
         let mut actions = vec![
             self.put_version(record, previous)?,
-            TransactWriteItem::builder().update(allowance).build(),
             self.put_new(Self::audit_item(audit)?)?,
         ];
         actions.extend(extra);
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-            .map_err(transact_error)?;
-        Ok(())
+        self.commit_with_allowance(
+            &record.allowance_id,
+            actions,
+            (root, &kv, limits.as_ref()),
+            audit.at,
+        )
+        .await
+    }
+
+    /// `actions` with the allowance side of a record change, in one
+    /// transaction: built for a single allowance first (no read), and once
+    /// more with the layout if the allowance turns out to be sharded.
+    async fn commit_with_allowance(
+        &self,
+        allowance_id: &str,
+        actions: Vec<TransactWriteItem>,
+        change: (Update, &KvChange, Option<&crate::limits::Limits>),
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (root, kv, limits) = change;
+        let mut layout = None;
+        loop {
+            let mut all = actions.clone();
+            all.extend(
+                self.allowance_actions(
+                    allowance_id,
+                    root.clone(),
+                    kv,
+                    limits,
+                    now,
+                    layout.as_ref(),
+                )
+                .await?,
+            );
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(all))
+                .send()
+                .await
+                .map_err(transact_error);
+            match result {
+                Err(StoreError::Conflict) if layout.is_none() => {
+                    match self.sharded_layout(allowance_id).await? {
+                        Some(found) => layout = Some(found),
+                        None => return Err(StoreError::Conflict),
+                    }
+                }
+                other => return other.map(|_| ()),
+            }
+        }
     }
 
     /// The other keys spending from `record`'s allowance (a rotated key and
@@ -401,7 +468,7 @@ impl Admission for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::allowance_key(&plan.allowance_id)))
+            .set_key(Some(Self::target_key(&plan.allowance_id, plan.target)))
             .update_expression(expr.update)
             .condition_expression(expr.condition)
             .set_expression_attribute_names(Some(expr.names))
@@ -425,13 +492,69 @@ impl Admission for DynamoStore {
         }
     }
 
-    async fn prune_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError> {
+    async fn grow(&self, allowance_id: &str, to: u32, now: Timestamp) -> Result<u32, StoreError> {
+        self.grow_to(allowance_id, to, now).await
+    }
+
+    async fn flush_usage(
+        &self,
+        allowance_id: &str,
+        counts: &[(String, u64)],
+        slots: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        if counts.is_empty() && slots.is_empty() {
+            return Ok(());
+        }
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::allowance_key(allowance_id)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", items::PK);
+        let mut add = Vec::new();
+        for (i, (name, count)) in counts.iter().enumerate() {
+            req = req
+                .expression_attribute_names(format!("#c{i}"), name)
+                .expression_attribute_values(format!(":c{i}"), n(*count));
+            add.push(format!("#c{i} :c{i}"));
+        }
+        let mut set = Vec::new();
+        for (i, (name, value)) in slots.iter().enumerate() {
+            req = req
+                .expression_attribute_names(format!("#s{i}"), name)
+                .expression_attribute_values(format!(":s{i}"), s(value.clone()));
+            set.push(format!("#s{i} = if_not_exists(#s{i}, :s{i})"));
+        }
+        let mut expr = String::new();
+        if !set.is_empty() {
+            expr.push_str(&format!("SET {} ", set.join(", ")));
+        }
+        if !add.is_empty() {
+            expr.push_str(&format!("ADD {}", add.join(", ")));
+        }
+        match req.update_expression(expr.trim_end()).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match err.into_service_error() {
+                // The allowance is gone (a deleted key): nothing to count against.
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(StoreError::Dynamo(Box::new(other.into()))),
+            },
+        }
+    }
+
+    async fn prune_usage(
+        &self,
+        allowance_id: &str,
+        target: Target,
+        names: &[String],
+    ) -> Result<(), StoreError> {
         for chunk in names.chunks(items::PRUNE_BATCH) {
             let mut req = self
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(Self::allowance_key(allowance_id)));
+                .set_key(Some(Self::target_key(allowance_id, target)));
             let mut placeholders = Vec::new();
             for (i, name) in chunk.iter().enumerate() {
                 placeholders.push(format!("#u{i}"));
@@ -604,17 +727,22 @@ impl KeyAdmin for DynamoStore {
             now,
             serde_json::json!({"rotated_from": old.key_id}),
         );
-        self.client
-            .transact_write_items()
-            .transact_items(self.put_new(Self::record_item(successor)?)?)
-            .transact_items(self.put_new(Self::pointer_item(successor))?)
-            .transact_items(self.put_version(&updated, old.version)?)
-            .transact_items(TransactWriteItem::builder().update(share).build())
-            .transact_items(self.put_new(Self::audit_item(&rotated)?)?)
-            .transact_items(self.put_new(Self::audit_item(&issued)?)?)
-            .send()
-            .await
-            .map_err(transact_error)?;
+        let kv = KvChange {
+            set: vec![
+                (old.key_id.as_str().to_owned(), updated.version),
+                (successor.key_id.as_str().to_owned(), successor.version),
+            ],
+            ..KvChange::default()
+        };
+        let actions = vec![
+            self.put_new(Self::record_item(successor)?)?,
+            self.put_new(Self::pointer_item(successor))?,
+            self.put_version(&updated, old.version)?,
+            self.put_new(Self::audit_item(&rotated)?)?,
+            self.put_new(Self::audit_item(&issued)?)?,
+        ];
+        self.commit_with_allowance(&old.allowance_id, actions, (share, &kv, None), now)
+            .await?;
         Ok(updated)
     }
 
@@ -716,10 +844,16 @@ impl KeyAdmin for DynamoStore {
             .expression_attribute_values(":v", n(new.version))
             .expression_attribute_values(":prev", n(old.version));
         let mut extra = Vec::new();
+        let mut kv = KvChange {
+            set: vec![(old.key_id.as_str().to_owned(), new.version)],
+            ..KvChange::default()
+        };
         for (i, sibling) in siblings.iter().enumerate() {
             let mut next = sibling.clone();
             next.limits = new.limits;
             next.version += 1;
+            kv.set
+                .push((sibling.key_id.as_str().to_owned(), next.version));
             set.push(format!("#kv.#s{i} = :sv{i}"));
             condition.push(format!("#kv.#s{i} = :sp{i}"));
             update = update
@@ -765,7 +899,8 @@ impl KeyAdmin for DynamoStore {
                 .condition_expression(condition.join(" AND "))
                 .build(),
         )?;
-        self.commit_change(old.version, new, update, audit, extra)
+        let limits = (new.limits != old.limits).then_some(new.limits);
+        self.commit_change(old.version, new, (update, kv, limits), audit, extra)
             .await
     }
 

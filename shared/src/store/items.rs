@@ -5,7 +5,8 @@
 //! |---|---|---|---|
 //! | key record | `KEY#<sha256>` | `KEY` | [`KeyRecord`](crate::model::KeyRecord), plus `gpk`/`gsk` for the owner index |
 //! | key id pointer | `KID#<key_id>` | `KEY` | `hash`, `owner`: find a record by its public id |
-//! | allowance | `ALW#<allowance_id>` | `ALW` | live key versions, quota and rate counters, today's usage |
+//! | allowance | `ALW#<allowance_id>` | `ALW` | live key versions, quota and rate counters, today's usage; `sh` when sharded |
+//! | allowance shard | `ALW#<allowance_id>#<n>` | `ALW` | a sharded allowance's shard `n`: versions, its slices, allowed counts |
 //! | usage history | `UOWN#<owner>` | `<day>#<key_id>` | one key's finished day ([`crate::usage::DayUsage`]); `gpk` `UKEY#<key_id>`, `gsk` `<day>` |
 //! | usage report | `RPT#<owner>` | `<day>` | [`crate::usage::report::OwnerReport`] |
 //! | audit event | `AUDIT#<key_id>` | `<time>#<event id>` | [`AuditEvent`](crate::store::AuditEvent), immutable |
@@ -72,6 +73,12 @@ pub fn allowance_pk(allowance_id: &str) -> String {
     format!("ALW#{allowance_id}")
 }
 
+/// Shard `index` (1-based) of a sharded allowance: its own partition key
+/// value, so its own partition (see `allowance-design.md`).
+pub fn allowance_shard_pk(allowance_id: &str, index: u32) -> String {
+    format!("ALW#{allowance_id}#{index}")
+}
+
 pub fn audit_pk(key_id: &str) -> String {
     format!("AUDIT#{key_id}")
 }
@@ -92,6 +99,11 @@ pub mod alw {
     pub const RATE_WINDOW: &str = "rw";
     pub const RATE_START: &str = "rs";
     pub const RATE_USED: &str = "ru";
+    /// Shard count of a sharded allowance (root and shards); absent: single.
+    pub const SHARDS: &str = "sh";
+    /// Root only: bumped by every change of `kv` or the limits, so a reslice
+    /// copies a `kv` that is still current.
+    pub const ALLOWANCE_VERSION: &str = "av";
 }
 
 /// Distinct source addresses kept per key and day: the first address to land

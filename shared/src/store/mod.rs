@@ -18,16 +18,18 @@ pub mod admission;
 pub mod audit;
 mod dynamo;
 pub mod items;
+pub mod shards;
 pub mod size;
 mod usage;
 
 use async_trait::async_trait;
 
-pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, UsageMark};
+pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, Target, UsageMark};
 pub use audit::{AuditAction, AuditEvent};
 pub use dynamo::DynamoStore;
 pub use usage::{allowance_owner, DirectoryEntry, UsageStore};
 
+use crate::clock::Timestamp;
 use crate::decision::DenyReason;
 use crate::hash::KeyHash;
 use crate::id::KeyId;
@@ -71,6 +73,29 @@ pub enum StoreError {
     InvalidCursor,
 }
 
+impl StoreError {
+    /// DynamoDB refused the request for throughput: `ThrottlingException`,
+    /// `ProvisionedThroughputExceededException` or `RequestLimitExceeded`
+    /// (DynamoDB API Reference, Common Errors and each operation's Errors).
+    pub fn is_throttle(&self) -> bool {
+        use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+        match self {
+            StoreError::Dynamo(e) => matches!(
+                e.code(),
+                Some(
+                    "ThrottlingException"
+                        | "ProvisionedThroughputExceededException"
+                        | "RequestLimitExceeded"
+                )
+            ),
+            StoreError::Cancelled(reasons) => reasons
+                .iter()
+                .any(|r| r == "ThrottlingError" || r == "ProvisionedThroughputExceeded"),
+            _ => false,
+        }
+    }
+}
+
 /// One page of a listing, and where the next one starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -106,8 +131,29 @@ pub trait Admission: Send + Sync {
     /// [`AdmitOutcome::Rejected`] with the item as it was, never as an error.
     async fn admit(&self, plan: &AdmitPlan) -> Result<AdmitOutcome, StoreError>;
 
-    /// Remove usage counters past retention from an allowance item.
-    async fn prune_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError>;
+    /// Remove usage counters past retention from an allowance item (the
+    /// root, or the shard a plan wrote).
+    async fn prune_usage(
+        &self,
+        allowance_id: &str,
+        target: Target,
+        names: &[String],
+    ) -> Result<(), StoreError>;
+    /// Grow the allowance to `to` shards (see `allowance-design.md`): one
+    /// consistent read of the root and its shards, one transaction
+    /// reslicing what is left of its limits in the current period. Returns
+    /// the shard count after it; [`StoreError::Conflict`] when another
+    /// growth or a record change won the race.
+    async fn grow(&self, allowance_id: &str, to: u32, now: Timestamp) -> Result<u32, StoreError>;
+    /// Add usage detail counted in a container to the root: `counts`
+    /// (attribute name, amount) are added, `slots` (attribute name, source
+    /// address) set if still free. One `UpdateItem`.
+    async fn flush_usage(
+        &self,
+        allowance_id: &str,
+        counts: &[(String, u64)],
+        slots: &[(String, String)],
+    ) -> Result<(), StoreError>;
 
     /// Count a denial in the key's usage for the day (no condition on limits).
     async fn record_denial(

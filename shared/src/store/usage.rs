@@ -194,6 +194,20 @@ impl UsageStore for DynamoStore {
                 out.insert(id, item);
             }
         }
+        // A sharded allowance: its allowed counts are on its shards; readers
+        // see one item with them summed in.
+        for (id, root) in out.iter_mut() {
+            let shards = root
+                .get(items::alw::SHARDS)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(1);
+            if shards > 1 {
+                for shard in self.shard_items(id, shards, true).await? {
+                    merge_counts(root, shard);
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -311,8 +325,24 @@ impl UsageStore for DynamoStore {
     }
 
     async fn clear_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError> {
-        use super::Admission;
-        self.prune_usage(allowance_id, names).await
+        use super::{Admission, Target};
+        self.prune_usage(allowance_id, Target::Single, names)
+            .await?;
+        let layout = match self.layout(allowance_id).await {
+            Ok(layout) => layout,
+            Err(StoreError::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for index in 1..=layout.shards {
+            if layout.shards > 1 {
+                let target = Target::Shard {
+                    index,
+                    count: layout.shards,
+                };
+                self.prune_usage(allowance_id, target, names).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError> {
@@ -349,6 +379,22 @@ impl UsageStore for DynamoStore {
 }
 
 /// The allowance's owner attribute, for checks.
+/// Add a shard's usage counters (`u#...` numbers) into its root's.
+fn merge_counts(root: &mut Item, shard: Item) {
+    for (name, value) in shard {
+        let (true, Ok(add)) = (name.starts_with("u#"), value.as_n()) else {
+            continue;
+        };
+        let add: i64 = add.parse().unwrap_or(0);
+        let have: i64 = root
+            .get(&name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        root.insert(name, AttributeValue::N((have + add).to_string()));
+    }
+}
+
 pub fn allowance_owner(item: &Item) -> Option<&str> {
     item.get(alw::OWNER)?.as_s().ok().map(String::as_str)
 }

@@ -213,6 +213,7 @@ async fn same_write_run(
             while start.elapsed() < run_for {
                 let now = keygate::clock::Clock::now(&SystemClock);
                 let plan = AdmitPlan::new(
+                    keygate::store::Target::Single,
                     &twin.allowance_id,
                     &twin.key_id,
                     twin.version,

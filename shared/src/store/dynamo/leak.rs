@@ -20,46 +20,16 @@ const ATTEMPTS: usize = 4;
 #[async_trait]
 impl LeakStore for DynamoStore {
     async fn keys_by_hashes(&self, hashes: &[KeyHash]) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in hashes.chunks(BATCH_GET) {
-            let mut keys: Vec<Item> = chunk
-                .iter()
-                .map(|h| Self::key_of(items::key_pk(h.as_str()), items::KEY_SK))
-                .collect();
-            keys.dedup();
-            let mut attempt = 0;
-            while !keys.is_empty() {
-                attempt += 1;
-                if attempt > ATTEMPTS {
-                    return Err(StoreError::Unprocessed("BatchGetItem"));
-                }
-                let request = built(
-                    KeysAndAttributes::builder()
-                        .set_keys(Some(std::mem::take(&mut keys)))
-                        .consistent_read(true)
-                        .build(),
-                )?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await?;
-                for item in out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default()
-                {
-                    found.push(Self::parse_record(item)?);
-                }
-                keys = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
-            }
-        }
-        Ok(found)
+        let mut keys: Vec<Item> = hashes
+            .iter()
+            .map(|h| Self::key_of(items::key_pk(h.as_str()), items::KEY_SK))
+            .collect();
+        keys.dedup();
+        self.batch_get(keys, true)
+            .await?
+            .into_iter()
+            .map(Self::parse_record)
+            .collect()
     }
 
     async fn mark_leaked(
@@ -86,7 +56,11 @@ impl LeakStore for DynamoStore {
                         .expression_attribute_values(":prev", super::n(old.version))
                         .build(),
                 )?;
-                self.commit_change(old.version, leaked, follow, audit, flags)
+                let kv = super::shards::KvChange {
+                    set: vec![(old.key_id.as_str().to_owned(), leaked.version)],
+                    ..Default::default()
+                };
+                self.commit_change(old.version, leaked, (follow, kv, None), audit, flags)
                     .await
             }
             // Already out of service: the allowance no longer names it.
@@ -109,6 +83,50 @@ impl LeakStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// The items with these keys that exist, read with `BatchGetItem` (100
+    /// keys a request; keys handed back unprocessed are asked for again, up
+    /// to 4 rounds).
+    pub(in crate::store) async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(BATCH_GET) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                attempt += 1;
+                if attempt > ATTEMPTS {
+                    return Err(StoreError::Unprocessed("BatchGetItem"));
+                }
+                let request = built(
+                    KeysAndAttributes::builder()
+                        .set_keys(Some(std::mem::take(&mut pending)))
+                        .consistent_read(consistent)
+                        .build(),
+                )?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await?;
+                found.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+        }
+        Ok(found)
+    }
+
     /// The actions that flag the other live keys of `old`'s rotation lineage
     /// (those its allowance admits, read consistently; no read for a key
     /// never rotated): [`LineageLeak`] set

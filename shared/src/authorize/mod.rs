@@ -34,22 +34,28 @@
 //! per container and cache TTL, after which the confirmed record is trusted
 //! for denials until it expires from the cache.
 
+pub mod local;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+
+use rand::Rng;
 
 use crate::clock::{Clock, Timestamp};
 use crate::decision::{AllowContext, Decision, DenyReason};
 use crate::hash::KeyHash;
 use crate::id::KeyId;
 use crate::key::KeyFormat;
-use crate::limits::day_string;
+use crate::limits::{day_string, Limits};
 use crate::model::{KeyRecord, KeyStatus};
 use crate::store::admission::{explain, Explained};
 use crate::store::items;
+use crate::store::shards::{grown, MAX_SHARDS};
 use crate::store::{
-    Admission, AdmitOutcome, AdmitPlan, CounterHints, KeyLookup, StoreError, UsageMark,
+    Admission, AdmitOutcome, AdmitPlan, CounterHints, KeyLookup, StoreError, Target, UsageMark,
 };
+use local::{Detail, Exhausted};
 
 /// Where the request's key was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +138,15 @@ struct Cached {
 struct Cache {
     records: HashMap<String, Cached>,
     hints: HashMap<String, CounterHints>,
-    /// Allowance id -> the day this container last pruned its usage.
+    /// Allowance item (`<allowance id>#<item>`) -> the day this container
+    /// last pruned its usage.
     pruned: HashMap<String, String>,
+    /// Items whose limits this container saw exhausted.
+    exhausted: Exhausted,
+    /// Usage detail of sharded allowances, and local denials, to flush.
+    detail: Detail,
+    /// Allowance id -> when this container last grew it.
+    grown: HashMap<String, Timestamp>,
 }
 
 /// The pipeline, with its store, clock and container-lifetime cache.
@@ -210,6 +223,9 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         };
 
         let mut attempts = 0;
+        let mut throttled = 0;
+        // Whether the decision was made here, from marks (no write).
+        let mut local = false;
         let outcome = loop {
             if let Some(reason) = check_record(&known.record, req, now) {
                 if known.consistent {
@@ -229,20 +245,30 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 }
             }
             let record = &known.record;
+            let hints = self.hints(record, now);
+            let target = match self.target(record, hints.shards, now) {
+                Ok(target) => target,
+                Err(reason) => {
+                    local = true;
+                    break Err(reason);
+                }
+            };
             attempts += 1;
-            if attempts > self.config.max_attempts {
+            if attempts > self.config.max_attempts + hints.shards.min(MAX_SHARDS) + throttled {
                 return Err(AuthError::Contention { requests });
             }
-            let hints = self.hints(record, now);
             let today = day_string(now);
-            let prune = self.prune_due(&record.allowance_id, &today);
+            let item = item_of(target);
+            let prune = self.prune_due(&record.allowance_id, item, &today);
+            let single = target == Target::Single;
             let usage = UsageMark {
-                route: Some(route_label(record, req)),
-                source_ip: req.source_ip.map(|ip| ip.to_string()),
+                route: single.then(|| route_label(record, req)),
+                source_ip: req.source_ip.filter(|_| single).map(|ip| ip.to_string()),
                 keep_from: prune.then(|| day_string(now - items::USAGE_RETENTION_DAYS * 86_400)),
                 day: today,
             };
             let plan = AdmitPlan::new(
+                target,
                 &record.allowance_id,
                 &record.key_id,
                 record.version,
@@ -255,6 +281,9 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             match self.store.admit(&plan).await {
                 Ok(AdmitOutcome::Admitted(granted)) => {
                     self.set_hints(&record.allowance_id, granted.hints);
+                    if !single {
+                        self.count_detail(record, req, now);
+                    }
                     if let Some(day) = &plan.usage.keep_from {
                         if granted.pruned_for_size {
                             tracing::warn!(allowance = %record.allowance_id, days_removed = granted.stale_usage.len(), "allowance item near DynamoDB's 400 KB limit: usage days not yet archived by the daily report are pruned (is the usage-report job running?)");
@@ -268,12 +297,14 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         stale.sort_unstable();
                         stale.truncate(items::PRUNE_BATCH);
                         if granted.stale_usage.len() <= items::PRUNE_BATCH {
-                            self.pruned(&record.allowance_id, &plan.usage.day);
+                            self.pruned(&record.allowance_id, item, &plan.usage.day);
                         }
                         if !stale.is_empty() {
                             requests += 1;
-                            if let Err(e) =
-                                self.store.prune_usage(&record.allowance_id, &stale).await
+                            if let Err(e) = self
+                                .store
+                                .prune_usage(&record.allowance_id, target, &stale)
+                                .await
                             {
                                 tracing::warn!(allowance = %record.allowance_id, keep_from = %day, error = %e, cause = ?std::error::Error::source(&e), "usage pruning failed");
                             }
@@ -282,8 +313,20 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     break Ok(granted);
                 }
                 Ok(AdmitOutcome::Rejected(old)) => match explain(&plan, old.as_ref(), now) {
-                    Explained::Deny(reason) => break Err(reason),
+                    Explained::Deny(reason) => {
+                        let Some(until) = exhausted_until(&record.limits, reason, now) else {
+                            break Err(reason);
+                        };
+                        // This item is spent until its window ends: deny
+                        // locally until then; a sharded allowance tries
+                        // its other shards first.
+                        self.mark(record, item, reason, until);
+                        if single {
+                            break Err(reason);
+                        }
+                    }
                     Explained::Retry(hints) => self.set_hints(&record.allowance_id, hints),
+                    Explained::Reshard(shards) => self.reshard(&record.allowance_id, shards),
                     Explained::Stale if known.fresh => {
                         // A consistent read still disagrees with the allowance:
                         // the key is no longer allowed to spend from it.
@@ -302,6 +345,33 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         Err(e) => return Err(fail(requests, e)),
                     },
                 },
+                // The item's partition is over its throughput: spread the
+                // allowance over more shards (at most once a second per
+                // container), then try again on the new layout.
+                Err(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
+                    throttled += 1;
+                    tracing::warn!(allowance = %record.allowance_id, shards = hints.shards, error = %e, "allowance write throttled");
+                    if let Some(to) = self.growth_due(&record.allowance_id, hints.shards, now) {
+                        requests += 1;
+                        match self.store.grow(&record.allowance_id, to, now).await {
+                            Ok(shards) => {
+                                self.grew(&record.allowance_id, now);
+                                self.reshard(&record.allowance_id, shards);
+                            }
+                            // Another container grew it, or the record changed:
+                            // the next write tells.
+                            Err(StoreError::Conflict) => self.grew(&record.allowance_id, now),
+                            // Throttled too: try again on the next throttle.
+                            Err(StoreError::Cancelled(_)) => {}
+                            Err(e) if e.is_throttle() => {}
+                            Err(e) => return Err(fail(requests, e)),
+                        }
+                    }
+                    // A moment before the next attempt, longer each time,
+                    // jittered so containers do not retry in step.
+                    let pause = rand::rng().random_range(2..=10) * u64::from(throttled);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
                 Err(e) => return Err(fail(requests, e)),
             }
         };
@@ -315,6 +385,18 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 quota_remaining: granted.quota_remaining,
                 rate_remaining: granted.rate_remaining,
             }),
+            Err(reason) if local || self.hints(record, now).shards > 1 => {
+                // Counted here, written with the next flush.
+                let name = items::usage_attr(
+                    &day_string(now),
+                    record.key_id.as_str(),
+                    &format!("d#{reason}"),
+                );
+                if let Ok(mut cache) = self.cache.lock() {
+                    cache.detail.count(&record.allowance_id, name, now);
+                }
+                Decision::Deny(reason)
+            }
             Err(reason) => {
                 requests += 1;
                 let day = day_string(now);
@@ -330,6 +412,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 Decision::Deny(reason)
             }
         };
+        self.flush_due(now, &mut requests).await;
         Ok(Verdict {
             decision,
             key_id: Some(record.key_id.clone()),
@@ -373,6 +456,8 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 cache.records.clear();
                 cache.hints.clear();
                 cache.pruned.clear();
+                cache.exhausted = Exhausted::default();
+                cache.grown.clear();
             }
             cache.records.insert(
                 hash.as_str().to_owned(),
@@ -399,18 +484,160 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             .unwrap_or_else(|| CounterHints::guess(&record.limits, now))
     }
 
-    fn prune_due(&self, allowance_id: &str, today: &str) -> bool {
+    fn prune_due(&self, allowance_id: &str, item: u32, today: &str) -> bool {
+        let name = format!("{allowance_id}#{item}");
         self.cache
             .lock()
-            .map(|c| c.pruned.get(allowance_id).map(String::as_str) != Some(today))
+            .map(|c| c.pruned.get(&name).map(String::as_str) != Some(today))
             .unwrap_or(false)
     }
 
-    fn pruned(&self, allowance_id: &str, today: &str) {
+    fn pruned(&self, allowance_id: &str, item: u32, today: &str) {
         if let Ok(mut cache) = self.cache.lock() {
             cache
                 .pruned
-                .insert(allowance_id.to_owned(), today.to_owned());
+                .insert(format!("{allowance_id}#{item}"), today.to_owned());
+        }
+    }
+
+    /// The item to write for this record: the root of a single allowance,
+    /// or a random shard with a share of every limit that is not marked
+    /// exhausted; the reason to deny when every one is.
+    fn target(
+        &self,
+        record: &KeyRecord,
+        shards: u32,
+        now: Timestamp,
+    ) -> Result<Target, DenyReason> {
+        // A poisoned cache knows nothing: the write checks everything.
+        let Ok(cache) = self.cache.lock() else {
+            return Ok(Target::Single);
+        };
+        let blocked = |item| {
+            cache.exhausted.blocked(
+                &record.allowance_id,
+                item,
+                (record.key_id.as_str(), record.version),
+                now,
+            )
+        };
+        if shards <= 1 {
+            return match blocked(0) {
+                Some(reason) => Err(reason),
+                None => Ok(Target::Single),
+            };
+        }
+        let eligible = Target::eligible(&record.limits, shards);
+        let open: Vec<u32> = (1..=eligible).filter(|i| blocked(*i).is_none()).collect();
+        if open.is_empty() {
+            // Every shard is spent: the quota's mark outlasts the rate's.
+            let reasons: Vec<DenyReason> = (1..=eligible).filter_map(blocked).collect();
+            return Err(if reasons.contains(&DenyReason::QuotaExceeded) {
+                DenyReason::QuotaExceeded
+            } else {
+                DenyReason::RateLimited
+            });
+        }
+        let index = open[rand::rng().random_range(0..open.len())];
+        Ok(Target::Shard {
+            index,
+            count: shards,
+        })
+    }
+
+    fn mark(&self, record: &KeyRecord, item: u32, reason: DenyReason, until: Timestamp) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.exhausted.mark(
+                &record.allowance_id,
+                item,
+                (record.key_id.as_str(), record.version),
+                reason,
+                until,
+            );
+        }
+    }
+
+    /// A new layout: marks of the old one no longer say anything.
+    fn reshard(&self, allowance_id: &str, shards: u32) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.exhausted.clear(allowance_id);
+            let hints = cache.hints.entry(allowance_id.to_owned()).or_default();
+            hints.shards = shards.max(1);
+        }
+    }
+
+    /// The shard count to grow to, if this container may grow the
+    /// allowance now (below the maximum, and not within a second of a
+    /// growth it made or lost).
+    fn growth_due(&self, allowance_id: &str, shards: u32, now: Timestamp) -> Option<u32> {
+        let cache = self.cache.lock().ok()?;
+        let recent = cache
+            .grown
+            .get(allowance_id)
+            .is_some_and(|at| now - *at < 1);
+        (shards < MAX_SHARDS && !recent).then(|| grown(shards))
+    }
+
+    fn grew(&self, allowance_id: &str, now: Timestamp) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.grown.insert(allowance_id.to_owned(), now);
+        }
+    }
+
+    /// Route and address of an allowed request on a shard, counted here.
+    fn count_detail(&self, record: &KeyRecord, req: &AuthRequest<'_>, now: Timestamp) {
+        let day = day_string(now);
+        let kid = record.key_id.as_str();
+        let route = crate::store::admission::route_label(&route_label(record, req));
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.detail.count(
+                &record.allowance_id,
+                items::usage_attr(&day, kid, &format!("r#{route}")),
+                now,
+            );
+            if let Some(ip) = req.source_ip {
+                let ip = ip.to_string();
+                cache.detail.slot(
+                    &record.allowance_id,
+                    items::usage_attr(
+                        &day,
+                        kid,
+                        &format!("ip{}", crate::store::admission::ip_slot(&ip)),
+                    ),
+                    ip,
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Write one allowance's due usage detail, if any (one request). A
+    /// failed flush is kept for the next one.
+    async fn flush_due(&self, now: Timestamp, requests: &mut u32) {
+        let due = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.detail.take_due(now));
+        let Some((allowance, pending)) = due else {
+            return;
+        };
+        *requests += 1;
+        let counts: Vec<(String, u64)> = pending
+            .counts
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let slots: Vec<(String, String)> = pending
+            .slots
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Err(e) = self.store.flush_usage(&allowance, &counts, &slots).await {
+            tracing::warn!(allowance = %allowance, error = %e, cause = ?std::error::Error::source(&e), "usage detail flush failed, kept for the next");
+            if let Ok(mut cache) = self.cache.lock() {
+                cache.detail.restore(allowance, pending);
+            }
         }
     }
 
@@ -466,4 +693,28 @@ fn route_label(record: &KeyRecord, req: &AuthRequest<'_>) -> String {
         .find(|s| s.allows_route(req.method, req.path))
         .map(|s| s.to_string())
         .unwrap_or_default()
+}
+
+/// Throttled admission writes one decision retries (after growing the
+/// allowance, and a pause of 2-10 ms times the count): at most 360 ms of
+/// pauses in all, well inside the authorizer's 1.5 s decision budget
+/// (`KEYGATE_DEADLINE_MS`), then the decision fails closed.
+const MAX_THROTTLED: u32 = 8;
+
+/// The item a target writes, as the container's marks name it (0: root).
+fn item_of(target: Target) -> u32 {
+    match target {
+        Target::Single => 0,
+        Target::Shard { index, .. } => index,
+    }
+}
+
+/// The end of the window or period a limit deny holds for (`None`: not a
+/// limit).
+fn exhausted_until(limits: &Limits, reason: DenyReason, now: Timestamp) -> Option<Timestamp> {
+    match reason {
+        DenyReason::QuotaExceeded => limits.quota.map(|q| q.period.window(now).end),
+        DenyReason::RateLimited => limits.rate.map(|r| r.window_at(now).end),
+        _ => None,
+    }
 }

@@ -1,0 +1,204 @@
+//! What a container keeps between decisions about hot allowances (see
+//! `store/allowance-design.md`): shards known to be exhausted for their
+//! window, and usage detail counted here until it is flushed. Pure data,
+//! time passed in.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::clock::Timestamp;
+use crate::decision::DenyReason;
+
+/// Most distinct counters one allowance's unflushed detail holds before it
+/// is flushed whatever its age (one `UpdateItem` takes them all, well under
+/// DynamoDB's 4 KB expression limit with short placeholders).
+pub const MAX_PENDING: usize = 100;
+
+/// Seconds usage detail waits in the container before it is flushed (on
+/// the container's next decision): the bound on what a container frozen for
+/// good loses.
+pub const FLUSH_AFTER: i64 = 1;
+
+/// A limit found exhausted on one item of an allowance (0: the root of a
+/// single allowance, else the shard index), for one key at one record
+/// version (a rotated key and its successor share the allowance, but each
+/// counts its own versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mark {
+    key: String,
+    version: u64,
+    reason: DenyReason,
+    /// The end of the window or period that is exhausted.
+    until: Timestamp,
+}
+
+/// Exhausted items, by allowance and item.
+#[derive(Debug, Default)]
+pub struct Exhausted {
+    marks: HashMap<String, HashMap<u32, Mark>>,
+}
+
+impl Exhausted {
+    pub fn mark(
+        &mut self,
+        allowance: &str,
+        item: u32,
+        (key, version): (&str, u64),
+        reason: DenyReason,
+        until: Timestamp,
+    ) {
+        self.marks.entry(allowance.to_owned()).or_default().insert(
+            item,
+            Mark {
+                key: key.to_owned(),
+                version,
+                reason,
+                until,
+            },
+        );
+    }
+
+    /// Why `item` may not admit now, if a mark for this key at this record
+    /// version says so.
+    pub fn blocked(
+        &self,
+        allowance: &str,
+        item: u32,
+        (key, version): (&str, u64),
+        now: Timestamp,
+    ) -> Option<DenyReason> {
+        let mark = self.marks.get(allowance)?.get(&item)?;
+        (mark.key == key && mark.version == version && now < mark.until).then_some(mark.reason)
+    }
+
+    /// Forget every mark of an allowance (a record read anew, a new layout).
+    pub fn clear(&mut self, allowance: &str) {
+        self.marks.remove(allowance);
+    }
+
+    pub fn len(&self) -> usize {
+        self.marks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+}
+
+/// Usage detail of one allowance counted here and not yet written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// When the oldest unflushed count was made.
+    pub since: Timestamp,
+    /// Counter attribute name -> amount to add.
+    pub counts: BTreeMap<String, u64>,
+    /// Address slot attribute name -> address (set if still free).
+    pub slots: BTreeMap<String, String>,
+}
+
+/// Unflushed detail, by allowance.
+#[derive(Debug, Default)]
+pub struct Detail {
+    pending: HashMap<String, Pending>,
+}
+
+impl Detail {
+    pub fn count(&mut self, allowance: &str, name: String, now: Timestamp) {
+        let p = self.entry(allowance, now);
+        *p.counts.entry(name).or_default() += 1;
+    }
+
+    pub fn slot(&mut self, allowance: &str, name: String, address: String, now: Timestamp) {
+        let p = self.entry(allowance, now);
+        p.slots.entry(name).or_insert(address);
+    }
+
+    fn entry(&mut self, allowance: &str, now: Timestamp) -> &mut Pending {
+        self.pending
+            .entry(allowance.to_owned())
+            .or_insert_with(|| Pending {
+                since: now,
+                ..Pending::default()
+            })
+    }
+
+    /// One allowance's detail that is due (old enough, or large), taken out.
+    pub fn take_due(&mut self, now: Timestamp) -> Option<(String, Pending)> {
+        let due = self
+            .pending
+            .iter()
+            .find(|(_, p)| {
+                now - p.since >= FLUSH_AFTER || p.counts.len() + p.slots.len() >= MAX_PENDING
+            })
+            .map(|(a, _)| a.clone())?;
+        self.pending.remove(&due).map(|p| (due, p))
+    }
+
+    /// Put back detail whose flush failed, merged with what came since.
+    pub fn restore(&mut self, allowance: String, failed: Pending) {
+        let p = self.pending.entry(allowance).or_default();
+        p.since = p.since.min(failed.since);
+        if p.since == 0 {
+            p.since = failed.since;
+        }
+        for (name, n) in failed.counts {
+            *p.counts.entry(name).or_default() += n;
+        }
+        for (name, ip) in failed.slots {
+            p.slots.entry(name).or_insert(ip);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_hold_for_their_version_and_window() {
+        let mut e = Exhausted::default();
+        e.mark("a", 3, ("k1", 7), DenyReason::RateLimited, 100);
+        assert_eq!(
+            e.blocked("a", 3, ("k1", 7), 99),
+            Some(DenyReason::RateLimited)
+        );
+        assert_eq!(
+            e.blocked("a", 3, ("k1", 7), 100),
+            None,
+            "the window rolled over"
+        );
+        assert_eq!(e.blocked("a", 3, ("k1", 8), 99), None, "the record changed");
+        assert_eq!(
+            e.blocked("a", 3, ("k2", 7), 99),
+            None,
+            "another key of the lineage counts its own versions"
+        );
+        assert_eq!(e.blocked("a", 2, ("k1", 7), 99), None);
+        e.clear("a");
+        assert_eq!(e.blocked("a", 3, ("k1", 7), 99), None);
+    }
+
+    #[test]
+    fn detail_is_due_after_a_second_or_when_large() {
+        let mut d = Detail::default();
+        d.count("a", "u#d#k#r#GET /".into(), 10);
+        d.count("a", "u#d#k#r#GET /".into(), 10);
+        d.slot("a", "u#d#k#ip3".into(), "192.0.2.1".into(), 10);
+        assert_eq!(d.take_due(10), None);
+        let (a, p) = d.take_due(11).unwrap();
+        assert_eq!(a, "a");
+        assert_eq!(p.counts["u#d#k#r#GET /"], 2);
+        assert!(d.is_empty());
+        d.restore(a.clone(), p);
+        d.count("a", "u#d#k#r#GET /".into(), 12);
+        let (_, p) = d.take_due(12).unwrap();
+        assert_eq!(p.counts["u#d#k#r#GET /"], 3, "a failed flush is kept");
+        for i in 0..MAX_PENDING {
+            d.count("b", format!("c{i}"), 20);
+        }
+        assert!(d.take_due(20).is_some(), "large detail goes at once");
+    }
+}

@@ -1,0 +1,581 @@
+//! Sharded allowances over the table (see `../allowance-design.md`): the
+//! layout read from the root, growth by reslicing, and a record change
+//! carried to every shard in the change's own transaction.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+
+use super::{built, n, period_name, s, transact_error, DynamoStore, Item};
+use crate::clock::Timestamp;
+use crate::limits::{Limits, Period, Rate};
+use crate::store::items::{self, alw};
+use crate::store::shards::{reslice, root_reserve, Counter, Slice};
+use crate::store::StoreError;
+
+/// A change of the version map `kv`: entries set to a version, entries
+/// removed. The root's update (built by the caller) carries the version
+/// conditions; shards take the same change under the layout condition.
+#[derive(Debug, Clone, Default)]
+pub(in crate::store) struct KvChange {
+    pub set: Vec<(String, u64)>,
+    pub remove: Vec<String>,
+}
+
+/// The root's layout as read.
+#[derive(Debug, Clone)]
+pub(in crate::store) struct Layout {
+    /// 1: single.
+    pub shards: u32,
+    /// The root's allowance version (0 before its first change).
+    pub version: u64,
+    pub root: Item,
+}
+
+fn num(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)?.as_n().ok()?.parse().ok()
+}
+
+fn counter(item: &Item, start: &str, used: &str) -> Counter {
+    Counter {
+        start: num(item, start),
+        used: num(item, used)
+            .and_then(|u| u64::try_from(u).ok())
+            .unwrap_or(0),
+    }
+}
+
+/// The quota and rate limits the root holds (the key's full limits).
+fn root_limits(root: &Item) -> Limits {
+    let quota = match (num(root, alw::QUOTA_LIMIT), root.get(alw::QUOTA_KIND)) {
+        (Some(limit), Some(kind)) => Some(crate::limits::Quota {
+            limit: u64::try_from(limit).unwrap_or(0),
+            period: if kind.as_s().map(String::as_str) == Ok("month") {
+                Period::Month
+            } else {
+                Period::Day
+            },
+        }),
+        _ => None,
+    };
+    let rate = match (num(root, alw::RATE_LIMIT), num(root, alw::RATE_WINDOW)) {
+        (Some(limit), Some(window)) => Some(Rate {
+            limit: u64::try_from(limit).unwrap_or(0),
+            window: u32::try_from(window).unwrap_or(1),
+        }),
+        _ => None,
+    };
+    Limits { quota, rate }
+}
+
+/// Names and values of one shard write, collected while it is built.
+#[derive(Default)]
+struct Parts {
+    set: Vec<String>,
+    remove: Vec<String>,
+    cond: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Parts {
+    /// The slice of one limit (`q`: quota, `r`: rate) for the period
+    /// starting at `current`, under the condition that the shard's counter
+    /// is still in the period it was read in and not past its new slice.
+    fn slice(&mut self, tag: &str, names: [&str; 4], current: Timestamp, slice: &Slice) {
+        let [limit, kind, start, used] = names;
+        self.names.insert(format!("#{tag}l"), limit.into());
+        self.names.insert(format!("#{tag}t"), kind.into());
+        self.names.insert(format!("#{tag}s"), start.into());
+        self.names.insert(format!("#{tag}u"), used.into());
+        self.values.insert(format!(":{tag}l"), n(slice.limit));
+        match slice.read.start {
+            Some(read) if read == current => {
+                self.values.insert(format!(":{tag}r"), n(read));
+                self.cond
+                    .push(format!("#{tag}s = :{tag}r AND #{tag}u <= :{tag}l"));
+            }
+            Some(read) => {
+                self.values.insert(format!(":{tag}r"), n(read));
+                self.values.insert(format!(":{tag}c"), n(current));
+                self.values.insert(format!(":{tag}z"), n(0));
+                self.cond.push(format!("#{tag}s = :{tag}r"));
+                self.set
+                    .push(format!("#{tag}s = :{tag}c, #{tag}u = :{tag}z"));
+            }
+            None => {
+                self.values.insert(format!(":{tag}c"), n(current));
+                self.values.insert(format!(":{tag}z"), n(0));
+                self.cond.push(format!("attribute_not_exists(#{tag}s)"));
+                self.set
+                    .push(format!("#{tag}s = :{tag}c, #{tag}u = :{tag}z"));
+            }
+        }
+        self.set.push(format!("#{tag}l = :{tag}l"));
+    }
+
+    fn kind(&mut self, tag: &str, value: AttributeValue) {
+        self.values.insert(format!(":{tag}k"), value);
+        self.set.push(format!("#{tag}t = :{tag}k"));
+    }
+
+    fn drop_limit(&mut self, tag: &str, names: [&str; 4]) {
+        for (suffix, name) in ["l", "t", "s", "u"].iter().zip(names) {
+            self.names.insert(format!("#{tag}{suffix}"), name.into());
+            self.remove.push(format!("#{tag}{suffix}"));
+        }
+    }
+
+    fn expression(&self) -> String {
+        let mut expr = String::new();
+        if !self.set.is_empty() {
+            expr.push_str(&format!("SET {}", self.set.join(", ")));
+        }
+        if !self.remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", self.remove.join(", ")));
+        }
+        expr
+    }
+}
+
+const QUOTA: [&str; 4] = [
+    alw::QUOTA_LIMIT,
+    alw::QUOTA_KIND,
+    alw::QUOTA_START,
+    alw::QUOTA_USED,
+];
+const RATE: [&str; 4] = [
+    alw::RATE_LIMIT,
+    alw::RATE_WINDOW,
+    alw::RATE_START,
+    alw::RATE_USED,
+];
+
+impl DynamoStore {
+    /// The key of shard `index` (1-based) of an allowance.
+    pub(in crate::store) fn shard_key(allowance_id: &str, index: u32) -> Item {
+        Self::key_of(
+            items::allowance_shard_pk(allowance_id, index),
+            items::ALLOWANCE_SK,
+        )
+    }
+
+    /// One shard's conditional update, as a transaction action.
+    fn shard_update(
+        &self,
+        allowance_id: &str,
+        index: u32,
+        parts: Parts,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = self.update_of(Self::shard_key(allowance_id, index), parts)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The conditional update `parts` describe, on the item with `key`.
+    fn update_of(&self, key: Item, parts: Parts) -> Result<Update, StoreError> {
+        built(
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(parts.expression())
+                .condition_expression(parts.cond.join(" AND "))
+                .set_expression_attribute_names(Some(parts.names))
+                .set_expression_attribute_values(Some(parts.values))
+                .build(),
+        )
+    }
+
+    /// The root as it is now (strongly consistent), and its layout.
+    pub(in crate::store) async fn layout(&self, allowance_id: &str) -> Result<Layout, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::allowance_key(allowance_id)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let root = out.item.ok_or(StoreError::NotFound)?;
+        Ok(Layout {
+            shards: num(&root, alw::SHARDS)
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(1)
+                .max(1),
+            version: num(&root, alw::ALLOWANCE_VERSION)
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(0),
+            root,
+        })
+    }
+
+    /// After a change built for a single allowance failed its conditions:
+    /// the layout, if the allowance is in fact sharded (build it again with
+    /// it), or `None` (the failure was a real conflict).
+    pub(in crate::store) async fn sharded_layout(
+        &self,
+        allowance_id: &str,
+    ) -> Result<Option<Layout>, StoreError> {
+        let layout = self.layout(allowance_id).await?;
+        Ok((layout.shards > 1).then_some(layout))
+    }
+
+    /// Shards 1..=count of an allowance, in order (a missing one as an empty
+    /// item), read with one `BatchGetItem` (strongly consistent if asked).
+    pub(in crate::store) async fn shard_items(
+        &self,
+        allowance_id: &str,
+        count: u32,
+        consistent: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let keys: Vec<Item> = (1..=count)
+            .map(|i| Self::shard_key(allowance_id, i))
+            .collect();
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for item in self.batch_get(keys, consistent).await? {
+            if let Some(pk) = item.get(items::PK).and_then(|v| v.as_s().ok()) {
+                found.insert(pk.clone(), item);
+            }
+        }
+        Ok((1..=count)
+            .map(|i| {
+                found
+                    .remove(&items::allowance_shard_pk(allowance_id, i))
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    /// The allowance side of a record change: the caller's `root` update,
+    /// guarded by the layout it was read in (and bumping the root's `av`),
+    /// plus, on a sharded allowance, the same `kv` change on every shard,
+    /// and their new slices if `limits` changed (`Some(new limits)`).
+    ///
+    /// With no `layout`, the allowance is taken to be single (nothing is
+    /// read: the common case costs what it did); if it is not, the root's
+    /// condition fails and [`DynamoStore::sharded_layout`] tells the caller
+    /// to build the change again with the layout.
+    pub(in crate::store) async fn allowance_actions(
+        &self,
+        allowance_id: &str,
+        root: Update,
+        kv: &KvChange,
+        limits: Option<&Limits>,
+        now: Timestamp,
+        layout: Option<&Layout>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let shards = layout.map_or(1, |l| l.shards);
+        let mut actions = vec![TransactWriteItem::builder()
+            .update(guard_root(root, shards)?)
+            .build()];
+        let Some(layout) = layout.filter(|l| l.shards > 1) else {
+            return Ok(actions);
+        };
+        let shards = match limits {
+            Some(_) => self.shard_items(allowance_id, layout.shards, true).await?,
+            None => Vec::new(),
+        };
+        let plan = limits.map(|l| Slices::of(l, &layout.root, &shards, layout.shards, now, false));
+        for index in 1..=layout.shards {
+            let mut parts = Parts::default();
+            parts.names.insert("#kv".into(), alw::VERSIONS.into());
+            parts.names.insert("#sh".into(), alw::SHARDS.into());
+            parts.values.insert(":shn".into(), n(layout.shards));
+            parts.cond.push("#sh = :shn".into());
+            for (i, (key_id, version)) in kv.set.iter().enumerate() {
+                parts.names.insert(format!("#k{i}"), key_id.clone());
+                parts.values.insert(format!(":k{i}"), n(*version));
+                parts.set.push(format!("#kv.#k{i} = :k{i}"));
+            }
+            for (i, key_id) in kv.remove.iter().enumerate() {
+                parts.names.insert(format!("#x{i}"), key_id.clone());
+                parts.remove.push(format!("#kv.#x{i}"));
+            }
+            if let (Some(limits), Some(plan)) = (limits, &plan) {
+                plan.apply(limits, index, &mut parts);
+            }
+            actions.push(self.shard_update(allowance_id, index, parts)?);
+        }
+        Ok(actions)
+    }
+
+    /// Grow an allowance to `to` shards (from single or fewer), reslicing
+    /// what is left of its limits in the current period: one consistent read
+    /// of the root and its shards, one transaction; from single, a second
+    /// reslice then gives the shards what the root did not spend of its
+    /// reserve ([`root_reserve`]). Returns the shard count after it (another
+    /// container's growth may have won: [`StoreError::Conflict`] then, and
+    /// the next write tells the layout).
+    pub(in crate::store) async fn grow_to(
+        &self,
+        allowance_id: &str,
+        to: u32,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let (from, grown) = self.reslice_to(allowance_id, to, now).await?;
+        if from <= 1 && grown > 1 {
+            // The root has stopped admitting: hand its unspent reserve out.
+            if let Err(e) = self.reslice_to(allowance_id, grown, now).await {
+                tracing::warn!(allowance = %allowance_id, error = %e, "reserve not handed back; it returns with the next period");
+            }
+        }
+        Ok(grown)
+    }
+
+    /// One reslice onto `to` shards (the same count: a rebalance of a
+    /// sharded allowance); (shards before, shards after).
+    async fn reslice_to(
+        &self,
+        allowance_id: &str,
+        to: u32,
+        now: Timestamp,
+    ) -> Result<(u32, u32), StoreError> {
+        let layout = self.layout(allowance_id).await?;
+        let from = layout.shards;
+        if from > to || (from == to && from <= 1) {
+            return Ok((from, from));
+        }
+        let limits = root_limits(&layout.root);
+        let shards = if from > 1 {
+            self.shard_items(allowance_id, from, true).await?
+        } else {
+            Vec::new()
+        };
+        let single = from <= 1;
+        let plan = Slices::of(&limits, &layout.root, &shards, to, now, single);
+        // The `kv` copied to new shards is the one read: no record change
+        // may come between (each bumps `av`).
+        let mut parts = Parts::default();
+        parts.names.insert("#sh".into(), alw::SHARDS.into());
+        parts
+            .names
+            .insert("#av".into(), alw::ALLOWANCE_VERSION.into());
+        parts.values.insert(":to".into(), n(to));
+        parts.set.push("#sh = :to".into());
+        if layout.version == 0 {
+            parts.cond.push("attribute_not_exists(#av)".into());
+        } else {
+            parts.values.insert(":av".into(), n(layout.version));
+            parts.cond.push("#av = :av".into());
+        }
+        // A single root still admits until this commits: within its reserve.
+        if single {
+            plan.guard_root(&mut parts);
+        }
+        let root = self.update_of(Self::allowance_key(allowance_id), parts)?;
+        let mut actions = vec![TransactWriteItem::builder()
+            .update(guard_root(root, from)?)
+            .build()];
+        let versions = layout
+            .root
+            .get(alw::VERSIONS)
+            .cloned()
+            .unwrap_or(AttributeValue::M(HashMap::new()));
+        // A single allowance has no shard items yet.
+        let existing = if from > 1 { from } else { 0 };
+        for index in 1..=to {
+            if index <= existing {
+                let mut parts = Parts::default();
+                parts.names.insert("#sh".into(), alw::SHARDS.into());
+                parts.values.insert(":shn".into(), n(from));
+                parts.values.insert(":to".into(), n(to));
+                parts.cond.push("#sh = :shn".into());
+                parts.set.push("#sh = :to".into());
+                plan.apply(&limits, index, &mut parts);
+                actions.push(self.shard_update(allowance_id, index, parts)?);
+            } else {
+                let mut item = Self::shard_key(allowance_id, index);
+                item.insert(alw::SHARDS.into(), n(to));
+                item.insert(alw::VERSIONS.into(), versions.clone());
+                plan.fill(&limits, index, &mut item);
+                let put = built(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .build(),
+                )?;
+                actions.push(TransactWriteItem::builder().put(put).build());
+            }
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map_err(transact_error)?;
+        tracing::info!(allowance = %allowance_id, from, to, "allowance resliced");
+        Ok((from, to))
+    }
+}
+
+/// The root's update, conditioned on the layout it was built for (so a
+/// concurrent growth cannot leave a shard with an old `kv`), bumping `av`
+/// (so a growth that read the root before this change fails).
+fn guard_root(root: Update, shards: u32) -> Result<Update, StoreError> {
+    let mut names = root.expression_attribute_names.clone().unwrap_or_default();
+    let mut values = root.expression_attribute_values.clone().unwrap_or_default();
+    names.insert("#sh_g".into(), alw::SHARDS.into());
+    names.insert("#av_g".into(), alw::ALLOWANCE_VERSION.into());
+    values.insert(":one_g".into(), n(1));
+    let mut cond = match root.condition_expression.as_deref() {
+        Some(c) => vec![format!("({c})")],
+        None => Vec::new(),
+    };
+    if shards <= 1 {
+        cond.push("attribute_not_exists(#sh_g)".into());
+    } else {
+        values.insert(":sh_g".into(), n(shards));
+        cond.push("#sh_g = :sh_g".into());
+    }
+    if root.update_expression.contains("ADD ") {
+        return Err(StoreError::Corrupt("a root update with its own ADD clause"));
+    }
+    built(
+        Update::builder()
+            .table_name(root.table_name)
+            .set_key(Some(root.key))
+            .update_expression(format!("{} ADD #av_g :one_g", root.update_expression))
+            .condition_expression(cond.join(" AND "))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .build(),
+    )
+}
+
+/// One limit's part of a reslice: its current period, each shard's slice,
+/// and the root's counter as read with what it may reach meanwhile.
+struct LimitSlices {
+    current: Timestamp,
+    slices: Vec<Slice>,
+    root: Counter,
+    root_bound: u64,
+}
+
+/// The slices of a reslice, per limit.
+struct Slices {
+    quota: Option<LimitSlices>,
+    rate: Option<LimitSlices>,
+}
+
+impl LimitSlices {
+    /// `reserve`: the root still admits (a growth from single), so it keeps
+    /// a reserve the slices leave out.
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        limit: u64,
+        current: Timestamp,
+        root: &Item,
+        shards: &[Item],
+        names: [&str; 4],
+        count: u32,
+        reserve: bool,
+    ) -> Self {
+        let [_, _, start, used] = names;
+        let root = counter(root, start, used);
+        let read: Vec<Counter> = shards.iter().map(|s| counter(s, start, used)).collect();
+        let spent = root.used_in(current);
+        let root_bound = if reserve && root.start == Some(current) {
+            spent + root_reserve(limit.saturating_sub(spent))
+        } else {
+            spent
+        };
+        Self {
+            current,
+            slices: reslice(limit, count, current, root_bound, &read),
+            root,
+            root_bound,
+        }
+    }
+
+    /// The root's condition: still counting the period it was read in, and
+    /// not past its bound.
+    fn guard(&self, tag: &str, names: [&str; 4], parts: &mut Parts) {
+        let [_, _, start, used] = names;
+        parts.names.insert(format!("#{tag}gs"), start.into());
+        parts.names.insert(format!("#{tag}gu"), used.into());
+        match self.root.start {
+            Some(read) if read == self.current => {
+                parts.values.insert(format!(":{tag}gs"), n(read));
+                parts.values.insert(format!(":{tag}gb"), n(self.root_bound));
+                parts
+                    .cond
+                    .push(format!("#{tag}gs = :{tag}gs AND #{tag}gu <= :{tag}gb"));
+            }
+            // Counting an older period: it must not start this one meanwhile.
+            Some(read) => {
+                parts.names.remove(&format!("#{tag}gu"));
+                parts.values.insert(format!(":{tag}gs"), n(read));
+                parts.cond.push(format!("#{tag}gs = :{tag}gs"));
+            }
+            None => parts.cond.push(format!(
+                "attribute_not_exists(#{tag}gs) AND attribute_not_exists(#{tag}gu)"
+            )),
+        }
+    }
+}
+
+impl Slices {
+    fn of(
+        limits: &Limits,
+        root: &Item,
+        shards: &[Item],
+        count: u32,
+        now: Timestamp,
+        reserve: bool,
+    ) -> Self {
+        let quota = limits.quota.map(|q| {
+            let current = q.period.window(now).start;
+            LimitSlices::of(q.limit, current, root, shards, QUOTA, count, reserve)
+        });
+        let rate = limits.rate.map(|r| {
+            let current = r.window_at(now).start;
+            LimitSlices::of(r.limit, current, root, shards, RATE, count, reserve)
+        });
+        Self { quota, rate }
+    }
+
+    /// The root's conditions while it still admits.
+    fn guard_root(&self, parts: &mut Parts) {
+        if let Some(q) = &self.quota {
+            q.guard("q", QUOTA, parts);
+        }
+        if let Some(r) = &self.rate {
+            r.guard("r", RATE, parts);
+        }
+    }
+
+    /// The slice writes of an existing shard.
+    fn apply(&self, limits: &Limits, index: u32, parts: &mut Parts) {
+        let i = index as usize - 1;
+        match (&self.quota, limits.quota) {
+            (Some(q), Some(quota)) => {
+                parts.slice("q", QUOTA, q.current, &q.slices[i]);
+                parts.kind("q", s(period_name(quota.period)));
+            }
+            _ => parts.drop_limit("q", QUOTA),
+        }
+        match (&self.rate, limits.rate) {
+            (Some(r), Some(rate)) => {
+                parts.slice("r", RATE, r.current, &r.slices[i]);
+                parts.kind("r", n(rate.window));
+            }
+            _ => parts.drop_limit("r", RATE),
+        }
+    }
+
+    /// The counters of a new shard.
+    fn fill(&self, limits: &Limits, index: u32, item: &mut Item) {
+        let i = index as usize - 1;
+        if let (Some(q), Some(quota)) = (&self.quota, limits.quota) {
+            item.insert(alw::QUOTA_LIMIT.into(), n(q.slices[i].limit));
+            item.insert(alw::QUOTA_KIND.into(), s(period_name(quota.period)));
+            item.insert(alw::QUOTA_START.into(), n(q.current));
+            item.insert(alw::QUOTA_USED.into(), n(0));
+        }
+        if let (Some(r), Some(rate)) = (&self.rate, limits.rate) {
+            item.insert(alw::RATE_LIMIT.into(), n(r.slices[i].limit));
+            item.insert(alw::RATE_WINDOW.into(), n(rate.window));
+            item.insert(alw::RATE_START.into(), n(r.current));
+            item.insert(alw::RATE_USED.into(), n(0));
+        }
+    }
+}

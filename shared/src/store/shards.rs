@@ -1,0 +1,156 @@
+//! The arithmetic of sharded allowances (see `allowance-design.md`): even
+//! shares of a limit at the start of a period, and the slices a reslice
+//! gives each shard mid-period. Pure; the store does the writes.
+
+use crate::clock::Timestamp;
+
+/// Most shards an allowance grows to: 64 partitions of 1,000 write units/s
+/// each, and a record change that writes the root and every shard (66 items
+/// with the record and its audit event) stays within a transaction's 100
+/// items (DynamoDB API Reference, TransactWriteItems).
+pub const MAX_SHARDS: u32 = 64;
+
+/// The shard count an allowance grows to from `from` (1: single).
+pub fn grown(from: u32) -> u32 {
+    (from.max(1) * 4).clamp(4, MAX_SHARDS)
+}
+
+/// Shard `index`'s (1-based) even share of `limit` over `count` shards:
+/// `floor(limit / count)`, plus one for the first `limit mod count`. The
+/// shares of all shards sum to `limit`.
+pub fn share(limit: u64, count: u32, index: u32) -> u64 {
+    let count = u64::from(count.max(1));
+    let index = u64::from(index.max(1)) - 1;
+    limit / count + u64::from(index < limit % count)
+}
+
+/// What a growth from single reserves for the root out of what is `left` of
+/// a limit: the root keeps admitting until the growth commits, and the
+/// growth requires it not to have spent more than this meanwhile (1/64 of
+/// what is left, at least 1). The same growth then gives back what the root
+/// did not spend (a second reslice, once the root has stopped).
+pub fn root_reserve(left: u64) -> u64 {
+    (left / 64).max(1).min(left)
+}
+
+/// One counter of one item as read: the start of the period (or window) it
+/// counts, and how much of it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    pub start: Option<Timestamp>,
+    pub used: u64,
+}
+
+impl Counter {
+    /// What it has used in the period starting at `current` (0 if it counts
+    /// an older one).
+    pub fn used_in(&self, current: Timestamp) -> u64 {
+        if self.start == Some(current) {
+            self.used
+        } else {
+            0
+        }
+    }
+}
+
+/// A shard's new slice for the current period, and the condition it is
+/// written under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    /// The shard's counter as read: the write requires it unchanged in
+    /// period, and used at most `limit`.
+    pub read: Counter,
+    /// Used in the current period after the write (kept if the shard was
+    /// counting it, else 0).
+    pub used: u64,
+    /// The shard's slice of the current period.
+    pub limit: u64,
+}
+
+/// The slices of `count` shards (index 1..=count; `shards[i-1]` as read, a
+/// missing shard as `Counter::default()`) for the period starting at
+/// `current`, given what the root used in it before the allowance went hot.
+/// What is left of `limit` is shared evenly on top of what each shard used;
+/// the slices sum to `max(limit, used)` less the root's use, so no shard can
+/// admit past the limit whatever its counter does before the write.
+pub fn reslice(
+    limit: u64,
+    count: u32,
+    current: Timestamp,
+    root_used: u64,
+    shards: &[Counter],
+) -> Vec<Slice> {
+    let used: Vec<u64> = (0..count as usize)
+        .map(|i| shards.get(i).map_or(0, |c| c.used_in(current)))
+        .collect();
+    let spent = root_used + used.iter().sum::<u64>();
+    let left = limit.saturating_sub(spent);
+    (0..count)
+        .map(|i| {
+            let u = used[i as usize];
+            Slice {
+                read: shards.get(i as usize).copied().unwrap_or_default(),
+                used: u,
+                limit: u + share(left, count, i + 1),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_sum_to_the_limit() {
+        for limit in [0u64, 1, 5, 63, 64, 65, 1_000_000, 7] {
+            for count in [1u32, 2, 4, 16, 64] {
+                let sum: u64 = (1..=count).map(|i| share(limit, count, i)).sum();
+                assert_eq!(sum, limit, "{limit} over {count}");
+            }
+        }
+        assert_eq!(share(5, 4, 1), 2);
+        assert_eq!(share(5, 4, 4), 1);
+        assert_eq!(share(3, 4, 4), 0, "a shard with no share is never chosen");
+    }
+
+    #[test]
+    fn the_root_reserve_is_small_but_never_zero_while_units_are_left() {
+        assert_eq!(root_reserve(0), 0);
+        assert_eq!(root_reserve(10), 1);
+        assert_eq!(root_reserve(6_400), 100);
+    }
+
+    #[test]
+    fn growth_steps() {
+        assert_eq!(grown(1), 4);
+        assert_eq!(grown(4), 16);
+        assert_eq!(grown(16), 64);
+        assert_eq!(grown(64), 64);
+    }
+
+    #[test]
+    fn a_reslice_keeps_what_was_used_and_never_exceeds_the_limit() {
+        let now = 1_000;
+        let shards = [
+            Counter {
+                start: Some(now),
+                used: 30,
+            },
+            Counter {
+                start: Some(now - 86_400),
+                used: 99,
+            },
+        ];
+        let slices = reslice(100, 4, now, 10, &shards);
+        assert_eq!(slices.len(), 4);
+        assert_eq!(slices[0].used, 30);
+        assert_eq!(slices[1].used, 0, "yesterday's count is not today's");
+        let total: u64 = slices.iter().map(|s| s.limit).sum();
+        assert_eq!(total + 10, 100, "slices + the root's use = the limit");
+        assert!(slices.iter().all(|s| s.limit >= s.used));
+        // Over the limit already (a limit lowered below use): no shard gets more.
+        let over = reslice(20, 4, now, 10, &shards);
+        assert!(over.iter().all(|s| s.limit == s.used));
+    }
+}

@@ -37,11 +37,35 @@ fn main() {
             "wall_seconds": wall,
         }));
     }
+    let mut command = format!("target/release/bench-sim {seconds}");
+    if !filter.is_empty() {
+        command.push_str(&format!(" '{filter}'"));
+    }
     let out = json!({
+        "command": command,
+        "commit": commit(),
         "seconds": seconds,
         "latency": {"p50_ms": 4, "p99_ms": 12, "distribution": "log-normal"},
         "partition_limits": {"write_units_per_second": 1000, "read_units_per_second": 3000},
         "scenarios": rows,
     });
     println!("{}", serde_json::to_string_pretty(&out).expect("JSON"));
+}
+
+/// The commit simulated, `abc1234 (subject)`, marked when the tree had changes.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let head = git(&["log", "-1", "--format=%h (%s)"]);
+    if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        head
+    } else {
+        format!("{head} with uncommitted changes")
+    }
 }

@@ -875,13 +875,14 @@ mod tests {
         ]);
         let mut it = item(json!({"m": {"M": {"k": {"N": "5"}}}, "c": {"N": "7"}}));
         let acts = parse_update(
-            "SET #m.#k = #m.#k + :one, y = if_not_exists(y, :x), z = if_not_exists(#c, :x), l = list_append(if_not_exists(l, :l), :l) ADD #c :one, n :one, s :ss REMOVE gone DELETE s :a",
+            "SET #m.#k = #m.#k + :one, y = if_not_exists(y, :x), z = if_not_exists(#c, :x), l = list_append(if_not_exists(l, :l), :l) ADD #c :one, n :one, s :ss REMOVE gone DELETE d :a",
             &n,
             &v,
         )
         .unwrap();
         it.insert("gone".into(), json!({"S": "g"}));
         it.insert("s".into(), json!({"SS": ["c"]}));
+        it.insert("d".into(), json!({"SS": ["a", "c"]}));
         apply(&mut it, &acts).unwrap();
         assert_eq!(it["m"], json!({"M": {"k": {"N": "6"}}}));
         assert_eq!(it["y"], json!({"S": "x"}));
@@ -890,8 +891,8 @@ mod tests {
         assert_eq!(it["n"], json!({"N": "1"}));
         assert_eq!(it["l"], json!({"L": [{"N": "3"}, {"N": "3"}]}));
         assert!(!it.contains_key("gone"));
-        // ADD then DELETE, both from the old image: DELETE wins last.
-        assert_eq!(it["s"], json!({"SS": ["c"]}));
+        assert_eq!(it["s"], json!({"SS": ["c", "a", "b"]}));
+        assert_eq!(it["d"], json!({"SS": ["c"]}));
         let missing_parent = parse_update("SET q.r = :one", &n, &v).unwrap();
         assert!(apply(&mut it, &missing_parent).is_err());
     }

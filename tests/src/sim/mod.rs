@@ -22,6 +22,7 @@ pub mod load;
 pub mod model;
 pub mod report;
 pub mod scenarios;
+pub mod wire;
 
 pub use load::{Scenario, Shape};
 pub use report::Figures;

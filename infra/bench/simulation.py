@@ -24,7 +24,7 @@ TITLE = "## Simulation at full scale: one key at 1,000 to 50,000 decisions/s"
 def _table(sim: dict) -> list:
     out = [
         "| scenario | decisions | allowed | allowed/s | over-admitted | under-admitted "
-        "(failed closed) | throttles | requests / decision | WCU / allowed | RCU / decision "
+        "(failed closed, no container) | throttles | requests / decision | WCU / allowed | RCU / decision "
         "| requests / limit denial | largest item | p50 / p99 | containers |",
         "|" + "---|" * 14,
     ]
@@ -34,7 +34,8 @@ def _table(sim: dict) -> list:
         out.append(
             f"| {row['scenario']['name']} | {f['decisions']:,} | {f['allowed']:,} "
             f"| {f['allowed_per_second']:,.0f} | {f['over_admitted']} "
-            f"| {f['under_admitted']:,} ({f['denied_by_error']:,}) | {f['throttles']:,} "
+            f"| {f['under_admitted']:,} ({f['denied_by_error']:,}, {f['rejected_at_cap']:,}) "
+            f"| {f['throttles']:,} "
             f"| {f['requests_per_decision']:.2f} | {f['write_units_per_allowed']:.2f} "
             f"| {f['read_units_per_decision']:.3f} "
             f"| {'-' if flood is None else f'{flood:.2f}'} "
@@ -58,11 +59,11 @@ def section() -> list:
         "documented single-digit milliseconds). Each container is one authorizer with its own "
         "SDK client (the function's timeouts and 2 attempts), cache and counter hints, "
         "deciding one request at a time; a new one starts (50 ms) when all are busy, up to "
-        "1,000. One key, used on 30 routes from 200 addresses. Steady: the rate from the "
+        "1,000, beyond which requests are refused. One key, used on 30 routes from 200 addresses. Steady: the rate from the "
         "start, containers warm. Burst: 1 s at 1% of the rate, then the full rate. Limits: "
-        "a daily quota of 100x (far) or 0.5x (near: exhausted, then a flood) the offered "
+        "a daily quota of 100x (far) or 0.2x (near: exhausted, then a flood) the offered "
         "decisions; a per-second rate limit of 10x (far) or 0.8x (near) the offered rate. The "
-        "no-limit, quota-far and rate-far runs start at 23:59:57 UTC, so the day rolls over "
+        "no-limit, quota-far and rate-far runs start at 23:59:58 UTC, so the day rolls over "
         "during them.\n"
     )
     out.append(
@@ -70,11 +71,12 @@ def section() -> list:
         "limit in any window (must be 0); under-admitted is what an exact limiter without "
         "capacity limits would have allowed of the same requests minus what was allowed, in "
         "brackets the part answered `error` (throttled or timed out: the authorizer fails "
-        "closed); throttles counts requests DynamoDB refused, SDK retries included; requests "
-        "and units are every request the model answered, per decision or per allowed "
-        "decision; requests / limit denial is the authorizer's own count per decision denied "
+        "closed) and the requests refused because all 1,000 containers were busy (Lambda's "
+        "concurrency limit: no decision, no access); throttles counts requests DynamoDB refused, SDK retries included; requests "
+        "and units are every request the model answered, per decision made (refused "
+        "requests excluded) or per allowed decision; requests / limit denial is the authorizer's own count per decision denied "
         "`quota_exceeded` or `rate_limited`; latency runs from a request's arrival to its "
-        "answer, waiting for a container included.\n"
+        "answer (a new container's start included), over the decisions made.\n"
     )
     if RUN.exists():
         sim = json.loads(RUN.read_text())

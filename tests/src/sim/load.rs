@@ -37,6 +37,11 @@ pub const CLIENT_IPS: usize = 200;
 /// measures for the authorizer).
 pub const COLD_START: Duration = Duration::from_millis(50);
 
+/// The reason recorded for a request refused because every container was
+/// busy at the cap (Lambda answers `TooManyRequestsException`; API Gateway
+/// then refuses the request).
+pub const AT_CAP: &str = "no_container";
+
 /// How the offered load moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -235,7 +240,7 @@ async fn drive(scenario: &Scenario) -> Run {
             let _ = idle_tx.send(c);
         }
     }
-    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
     let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0x5eed);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, at) in arrivals(scenario).into_iter().enumerate() {
@@ -246,10 +251,21 @@ async fn drive(scenario: &Scenario) -> Run {
                 created += 1;
                 (Arc::new(container(&http, &config, clock, created)), true)
             }
-            Err(_) => match idle_rx.recv().await {
-                Some(c) => (c, false),
-                None => break,
-            },
+            Err(_) => {
+                // Lambda refuses an invocation past the concurrency limit
+                // (429 to API Gateway): no decision, no access.
+                if let Ok(mut o) = outcomes.lock() {
+                    o.push(Outcome {
+                        arrived: at,
+                        now: clock.now(),
+                        latency: 0.0,
+                        allowed: false,
+                        reason: Some(AT_CAP),
+                        requests: 0,
+                    });
+                }
+                continue;
+            }
         };
         let mut event = events[rng.random_range(0..ROUTES)].clone();
         let ip = format!(

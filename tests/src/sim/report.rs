@@ -7,7 +7,8 @@
 //! - **ideal**: what an exact limiter with no capacity limit would allow
 //!   of the same requests (in arrival order, one at a time against both
 //!   limits); **under-admitted** is ideal minus allowed, of which **denied
-//!   by error** are the fail-closed answers (throttling, timeouts).
+//!   by error** are the fail-closed answers (throttling, timeouts) and
+//!   **rejected at the cap** the requests no container was free for.
 //! - costs per decision from the model's record (every request, retries
 //!   included), write units per allowed decision, and latency percentiles
 //!   from arrival to answer.
@@ -17,11 +18,12 @@ use std::collections::HashMap;
 use keygate::clock::Timestamp;
 use keygate::limits::Limits;
 
-use super::load::{Outcome, Run, Scenario};
+use super::load::{Outcome, Run, Scenario, AT_CAP};
 
 /// One scenario's row.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Figures {
+    /// Requests offered (decided or refused at the container cap).
     pub decisions: u64,
     pub allowed: u64,
     pub ideal_allowed: u64,
@@ -29,11 +31,15 @@ pub struct Figures {
     pub under_admitted: u64,
     /// Decisions answered `error` (the authorizer failed closed).
     pub denied_by_error: u64,
+    /// Requests refused with every container busy at the cap (no decision).
+    pub rejected_at_cap: u64,
     /// Decisions denied `quota_exceeded` or `rate_limited`.
     pub limit_denials: u64,
     /// Requests DynamoDB refused for throughput (SDK retries included).
     pub throttles: u64,
     pub requests: u64,
+    /// Per decision made (requests refused at the container cap excluded),
+    /// as are the units per decision and the latencies.
     pub requests_per_decision: f64,
     pub write_units_per_allowed: f64,
     pub write_units_per_decision: f64,
@@ -123,7 +129,9 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
         .filter(|x| matches!(x.reason, Some("quota_exceeded" | "rate_limited")))
         .collect();
     let total = run.stats.total();
-    let mut latencies: Vec<f64> = o.iter().map(|x| x.latency * 1000.0).collect();
+    let made: Vec<&Outcome> = o.iter().filter(|x| x.reason != Some(AT_CAP)).collect();
+    let decided = made.len() as u64;
+    let mut latencies: Vec<f64> = made.iter().map(|x| x.latency * 1000.0).collect();
     latencies.sort_by(f64::total_cmp);
     Figures {
         decisions,
@@ -132,13 +140,14 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
         over_admitted: over_admitted(&scenario.limits, o),
         under_admitted: ideal.saturating_sub(allowed),
         denied_by_error: o.iter().filter(|x| x.reason == Some("error")).count() as u64,
+        rejected_at_cap: decisions - decided,
         limit_denials: limit_denied.len() as u64,
         throttles: total.throttled,
         requests: total.requests,
-        requests_per_decision: per(total.requests as f64, decisions),
+        requests_per_decision: per(total.requests as f64, decided),
         write_units_per_allowed: per(total.write_units, allowed),
-        write_units_per_decision: per(total.write_units, decisions),
-        read_units_per_decision: per(total.read_units, decisions),
+        write_units_per_decision: per(total.write_units, decided),
+        read_units_per_decision: per(total.read_units, decided),
         requests_per_limit_denial: (!limit_denied.is_empty()).then(|| {
             per(
                 limit_denied.iter().map(|x| f64::from(x.requests)).sum(),

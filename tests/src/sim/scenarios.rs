@@ -8,8 +8,8 @@ use super::load::{Scenario, Shape};
 
 /// 2026-11-30 12:00:00 UTC: mid-day, no rollover during a run.
 pub const NOON: Timestamp = 1_796_040_000;
-/// 2026-11-30 23:59:57 UTC: the UTC day (and month) rolls over 3 s in.
-pub const BEFORE_MIDNIGHT: Timestamp = 1_796_083_197;
+/// 2026-11-30 23:59:58 UTC: the UTC day (and month) rolls over 2 s in.
+pub const BEFORE_MIDNIGHT: Timestamp = 1_796_083_198;
 
 /// Which limits a scenario's key carries, relative to the offered load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +17,9 @@ pub enum LimitCase {
     None,
     /// A daily quota of 100 times the run's offered decisions.
     QuotaFar,
-    /// A daily quota of half the run's offered decisions: exhausted during
-    /// the run, then a flood of denials.
+    /// A daily quota of a fifth of the run's offered decisions: exhausted
+    /// during the run (at a fifth of it, by an exact limiter that keeps up),
+    /// then a flood of denials.
     QuotaNear,
     /// A rate limit of 10 times the offered rate, per second.
     RateFar,
@@ -55,7 +56,7 @@ impl LimitCase {
                 rate: None,
             },
             LimitCase::QuotaNear => Limits {
-                quota: Some(daily(0.5)),
+                quota: Some(daily(0.2)),
                 rate: None,
             },
             LimitCase::RateFar => Limits {
@@ -97,7 +98,7 @@ pub fn scenario(rate: f64, seconds: f64, shape: Shape, case: LimitCase) -> Scena
     }
 }
 
-/// The benchmark: 1k, 10k and 50k decisions/s for one key.
+/// The benchmark: 1k, 10k and 50k decisions/s for one key, `seconds` each.
 pub fn bench(seconds: f64) -> Vec<Scenario> {
     let mut out = Vec::new();
     for rate in [1_000.0, 10_000.0, 50_000.0] {

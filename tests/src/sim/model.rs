@@ -438,7 +438,7 @@ impl Model {
         }
     }
 
-    /// Partitions a write of `key` touches, over budget ones first checked.
+    /// Partitions a write of `key` touches: the table's, then `indexes`.
     fn write_partitions(&self, key: &(String, String), indexes: &[Partition]) -> Vec<Partition> {
         let mut all = vec![self.table_partition(key)];
         all.extend(indexes.iter().cloned());
@@ -465,7 +465,7 @@ impl Model {
             _ => self.key_of(&object(body.get("Key"))),
         };
         let table_partition = self.table_partition(&key);
-        let over = self.over(&[table_partition.clone()], Kind::Write, now);
+        let over = self.over(std::slice::from_ref(&table_partition), Kind::Write, now);
         if !over.is_empty() {
             return Err(self.throttled(&over));
         }
@@ -745,5 +745,110 @@ impl Model {
             self.store(p);
         }
         Ok(json!({}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(scale: f64) -> Model {
+        Model::new("t", TableSpec::from_embedded_template().unwrap(), scale)
+    }
+
+    fn put(pk: &str, sk: &str) -> Value {
+        json!({"Put": {"TableName": "t", "Item": {"pk": {"S": pk}, "sk": {"S": sk}},
+            "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": {"#pk": "pk"},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}})
+    }
+
+    #[test]
+    fn query_pages_a_sort_key_range_as_the_usage_store_reads_it() {
+        let mut m = model(1.0);
+        let now = Instant::now();
+        let days = ["2026-11-28", "2026-11-29", "2026-11-30", "2026-12-01"];
+        let puts: Vec<Value> = days.iter().map(|d| put("UOWN#acme", d)).collect();
+        m.handle("TransactWriteItems", &json!({"TransactItems": puts}), now)
+            .unwrap();
+        let query = |start: Option<Value>| {
+            let mut body = json!({
+                "TableName": "t",
+                "KeyConditionExpression": "#p = :p AND #s BETWEEN :from AND :to",
+                "ExpressionAttributeNames": {"#p": "pk", "#s": "sk"},
+                "ExpressionAttributeValues": {":p": {"S": "UOWN#acme"},
+                    ":from": {"S": "2026-11-29"}, ":to": {"S": "2026-11-30~"}},
+                "Limit": 1,
+            });
+            if let Some(k) = start {
+                body["ExclusiveStartKey"] = k;
+            }
+            body
+        };
+        let first = m.handle("Query", &query(None), now).unwrap();
+        assert_eq!(first["Items"][0]["sk"], json!({"S": "2026-11-29"}));
+        let next = first["LastEvaluatedKey"].clone();
+        let second = m.handle("Query", &query(Some(next)), now).unwrap();
+        assert_eq!(second["Items"][0]["sk"], json!({"S": "2026-11-30"}));
+        assert!(second.get("LastEvaluatedKey").is_none(), "{second}");
+        // Four puts in a transaction: 2 units each.
+        assert_eq!(m.stats().ops["TransactWriteItems"].write_units, 8.0);
+    }
+
+    #[test]
+    fn a_transaction_cancels_with_one_reason_per_action() {
+        let mut m = model(1.0);
+        let now = Instant::now();
+        m.handle(
+            "TransactWriteItems",
+            &json!({"TransactItems": [put("A", "1")]}),
+            now,
+        )
+        .unwrap();
+        let e = m
+            .handle(
+                "TransactWriteItems",
+                &json!({"TransactItems": [put("B", "1"), put("A", "1")]}),
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "TransactionCanceledException");
+        let reasons = &e.body["CancellationReasons"];
+        assert_eq!(reasons[0]["Code"], "None");
+        assert_eq!(reasons[1]["Code"], "ConditionalCheckFailed");
+        assert_eq!(reasons[1]["Item"]["pk"], json!({"S": "A"}));
+        assert!(m.item("B", "1").is_none(), "nothing applied");
+    }
+
+    #[test]
+    fn a_partition_over_its_second_throttles_and_changes_nothing() {
+        // 1% of DynamoDB's limits: 10 write units per second.
+        let mut m = model(0.01);
+        let now = Instant::now();
+        let add = json!({"TableName": "t", "Key": {"pk": {"S": "ALW#a"}, "sk": {"S": "ALW"}},
+            "UpdateExpression": "ADD #n :one",
+            "ExpressionAttributeNames": {"#n": "n"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}}});
+        for _ in 0..10 {
+            m.handle("UpdateItem", &add, now).unwrap();
+        }
+        let e = m.handle("UpdateItem", &add, now).unwrap_err();
+        assert_eq!(e.code, "ThrottlingException");
+        assert_eq!(
+            e.to_json()["__type"],
+            "com.amazonaws.dynamodb.v20120810#ThrottlingException"
+        );
+        assert_eq!(
+            e.body["throttlingReasons"][0]["reason"],
+            "TableWriteKeyRangeThroughputExceeded"
+        );
+        assert_eq!(m.item("ALW#a", "ALW").unwrap()["n"], json!({"N": "10"}));
+        let later = now + std::time::Duration::from_secs(1);
+        m.handle("UpdateItem", &add, later).unwrap();
+        let stats = m.stats().ops["UpdateItem"];
+        assert_eq!(
+            (stats.requests, stats.throttled, stats.write_units),
+            (12, 1, 11.0)
+        );
     }
 }

@@ -22,7 +22,7 @@
 
 pub mod answers;
 mod capture;
-mod history;
+pub mod history;
 mod reads;
 mod schema;
 pub mod throughput;

@@ -7,9 +7,13 @@
 //! and answers a body or an error ([`DynError`]) shaped as the service's.
 //! Operations: `GetItem`, `PutItem`, `UpdateItem`, `DeleteItem`,
 //! `BatchGetItem`, `BatchWriteItem`, `Query` (table and indexes) and
-//! `TransactWriteItems`. Reads always see the latest write (eventual
-//! consistency is not modelled: the simulated key's record never changes
-//! during a run); their units are still halved when eventually consistent.
+//! `TransactWriteItems`. Eventually consistent `GetItem` and `BatchGetItem`
+//! reads answer with the item as it stood [`STALE`] ago, the realism proxy's
+//! worst case (its own [`History`]; DynamoDB documents that copies are
+//! "usually" consistent "within a second": developer guide, "DynamoDB read
+//! consistency",
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html>);
+//! `Query` always reads the latest items.
 //!
 //! Accounting and limits reuse the realism proxy's code
 //! ([`crate::realism::units`], [`crate::realism::throughput`]): 1 WCU per
@@ -32,6 +36,7 @@ use keygate::table::TableSpec;
 use serde_json::{json, Map, Value};
 
 use super::expr::{self, Action, Item};
+use crate::realism::history::History;
 use crate::realism::throughput::{Kind, Partition, Throughput};
 use crate::realism::units::{item_size, read_units, write_units, MAX_ITEM_BYTES};
 
@@ -103,11 +108,16 @@ impl Stats {
     }
 }
 
+/// How stale an eventually consistent read is (always this much).
+pub const STALE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One table's items, in key order, with its limits and its record.
 pub struct Model {
     table: String,
     spec: TableSpec,
     items: BTreeMap<(String, String), Item>,
+    /// Past images, for eventually consistent reads.
+    history: History,
     throughput: Throughput,
     stats: Stats,
 }
@@ -171,6 +181,7 @@ impl Model {
             table: table.to_owned(),
             spec,
             items: BTreeMap::new(),
+            history: History::new(STALE),
             throughput: Throughput::new(scale),
             stats: Stats::default(),
         }
@@ -290,6 +301,21 @@ impl Model {
         e
     }
 
+    fn history_key(&self, key: &(String, String)) -> (String, String) {
+        (self.table.clone(), format!("{}\u{0}{}", key.0, key.1))
+    }
+
+    /// The item at `key` as a read sees it: the latest, or when eventually
+    /// consistent, as it stood [`STALE`] ago.
+    fn read(&self, key: &(String, String), consistent: bool, now: Instant) -> Option<Item> {
+        if !consistent {
+            if let Some(image) = self.history.as_of(&self.history_key(key), now) {
+                return image.cloned();
+            }
+        }
+        self.items.get(key).cloned()
+    }
+
     fn table_partition(&self, key: &(String, String)) -> Partition {
         Partition::table(&self.table, &key.0)
     }
@@ -328,7 +354,7 @@ impl Model {
             return Err(self.throttled(&[(partition, Kind::Read)]));
         }
         let consistent = body.get("ConsistentRead") == Some(&Value::Bool(true));
-        let found = self.items.get(&key).cloned();
+        let found = self.read(&key, consistent, now);
         let units = read_units(found.as_ref().map(item_size).unwrap_or(0), consistent);
         self.charge("GetItem", &partition, Kind::Read, units, now);
         Ok(match found {
@@ -426,7 +452,10 @@ impl Model {
         })
     }
 
-    fn store(&mut self, planned: &Planned) {
+    fn store(&mut self, planned: &Planned, now: Instant) {
+        let key = self.history_key(&planned.key);
+        self.history
+            .record(key, planned.before.clone(), planned.after.clone(), now);
         match &planned.after {
             Some(item) => {
                 self.stats.largest_item = self.stats.largest_item.max(item_size(item));
@@ -481,7 +510,7 @@ impl Model {
                 for p in &indexes {
                     self.charge(op, p, Kind::Write, 1.0, now);
                 }
-                self.store(&planned);
+                self.store(&planned, now);
                 Ok(match planned.returned {
                     Some(attrs) => json!({ "Attributes": attrs }),
                     None => json!({}),
@@ -520,7 +549,7 @@ impl Model {
                     left.push(key_value);
                     continue;
                 }
-                let item = self.items.get(&key).cloned();
+                let item = self.read(&key, consistent, now);
                 let units = read_units(item.as_ref().map(item_size).unwrap_or(0), consistent);
                 self.charge("BatchGetItem", &partition, Kind::Read, units, now);
                 found.extend(item.map(Value::Object));
@@ -742,7 +771,7 @@ impl Model {
                 let u = if i == 0 { units } else { 2.0 };
                 self.charge("TransactWriteItems", partition, Kind::Write, u, now);
             }
-            self.store(p);
+            self.store(p, now);
         }
         Ok(json!({}))
     }
@@ -793,6 +822,28 @@ mod tests {
         assert!(second.get("LastEvaluatedKey").is_none(), "{second}");
         // Four puts in a transaction: 2 units each.
         assert_eq!(m.stats().ops["TransactWriteItems"].write_units, 8.0);
+    }
+
+    #[test]
+    fn eventually_consistent_reads_see_the_item_as_it_was_a_second_ago() {
+        let mut m = model(1.0);
+        let now = Instant::now();
+        m.handle(
+            "TransactWriteItems",
+            &json!({"TransactItems": [put("K", "1")]}),
+            now,
+        )
+        .unwrap();
+        let get = |consistent: bool| {
+            json!({"TableName": "t", "Key": {"pk": {"S": "K"}, "sk": {"S": "1"}},
+                "ConsistentRead": consistent})
+        };
+        assert_eq!(m.handle("GetItem", &get(false), now).unwrap(), json!({}));
+        assert!(m.handle("GetItem", &get(true), now).unwrap()["Item"].is_object());
+        let later = now + STALE;
+        assert!(m.handle("GetItem", &get(false), later).unwrap()["Item"].is_object());
+        // Half a unit eventual, one consistent.
+        assert_eq!(m.stats().ops["GetItem"].read_units, 2.0);
     }
 
     #[test]

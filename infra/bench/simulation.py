@@ -84,7 +84,8 @@ def section() -> list:
         "and units are every request the model answered, per decision made (refused "
         "requests excluded) or per allowed decision; requests / limit denial is the authorizer's own count per decision denied "
         "`quota_exceeded` or `rate_limited`; latency runs from a request's arrival to its "
-        "answer (a new container's start included), over the decisions made.\n"
+        "answer (a new container's start included), over the decisions made. Figures move by "
+        "a few percent between runs: the SDK's retry backoff is randomly jittered.\n"
     )
     base = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
     if RUN.exists():

@@ -2,7 +2,8 @@
 //! Lambda-like containers (each a real authorizer `Handler` with its own SDK
 //! client, cache and counter hints, one request at a time), and a load
 //! generator that hands each decision to a free container, starting more
-//! as all are busy, up to a cap.
+//! as all are busy, up to a cap beyond which requests are refused (Lambda's
+//! concurrency limit), never queued.
 //!
 //! Every decision is recorded with the time it arrived, the clock second
 //! the authorizer decided in, when it answered, and what it answered: the

@@ -11,7 +11,7 @@ STACK := infra/local/stack
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
-.PHONY: help tools dev-tools dynalite iac test test-aws unit lint fmt dev bench build clean-local fuzz
+.PHONY: help tools dev-tools dynalite iac test test-aws unit lint fmt dev bench bench-sim build clean-local fuzz
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ BENCH_ROTATION_KEYS ?= 200
 # Usage report benchmark: one owner with this many keys and 30 days of usage.
 BENCH_USAGE_KEYS ?= 1000
 
+# The simulation at full scale (bench-sim, no emulator): virtual seconds per scenario.
+SIM_SECONDS ?= 5
+
 # The benchmarks measure our own code against the emulator, without the
 # realism proxy's overhead (KEYGATE_REALISM=off), as BENCHMARKS.md always has.
 bench: export KEYGATE_REALISM = off
@@ -121,8 +124,15 @@ bench: tools build ## Measure and write BENCHMARKS.md (release builds; takes min
 	$(EMU) target/release/bench-functions target/release $(BENCH_RUNS) $(BENCH_DECISIONS) \
 	  $(BENCH_REQUESTS) $(BENCH_ROTATION_KEYS) > target/bench/functions.json
 	$(EMU) target/release/bench-usage $(BENCH_USAGE_KEYS) > target/bench/usage.json
+	target/release/bench-sim $(SIM_SECONDS) > target/bench/sim.json
 	$(PY) infra/bench/report.py > BENCHMARKS.md
 	cat BENCHMARKS.md
+
+bench-sim: ## Only the simulation at full scale: runs bench-sim, rewrites its BENCHMARKS.md section
+	cargo build --release --locked -p keygate-tests --bin bench-sim
+	mkdir -p target/bench
+	target/release/bench-sim $(SIM_SECONDS) > target/bench/sim.json
+	python3 infra/bench/simulation.py BENCHMARKS.md
 
 # sam build runs `cargo lambda build --release --arm64 --bin <Binary>` once per
 # function, in the source tree, sharing target/: dependencies compile once, but

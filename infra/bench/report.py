@@ -1,8 +1,9 @@
 """Write BENCHMARKS.md from the figures `make bench` just measured.
 
 Reads criterion's estimates (target/criterion), the load run's JSON
-(target/bench/load.json) and the function runs' JSON (target/bench/functions.json,
-from `bench-functions`); prints Markdown on stdout. Each section is one function
+(target/bench/load.json), the function runs' JSON (target/bench/functions.json,
+from `bench-functions`) and the simulation's (target/bench/sim.json, rendered by
+`simulation.py`); prints Markdown on stdout. Each section is one function
 called once from `main`.
 """
 
@@ -15,6 +16,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+import simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 CRITERION = ROOT / "target" / "criterion"
@@ -438,6 +441,7 @@ def main() -> None:
     out.extend(cost_section(fx))
     out.extend(package_sizes())
     out.extend(usage_section())
+    out.extend(simulation.section())
     sys.stdout.write("\n".join(out) + "\n")
 
 

@@ -20,6 +20,7 @@ pub mod notices;
 pub mod openapi;
 pub mod realism;
 pub mod runtime_api;
+pub mod sim;
 
 use keygate::store::DynamoStore;
 use keygate::table::TableSpec;

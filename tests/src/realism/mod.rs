@@ -20,12 +20,12 @@
 //! are exact. Everything it does not understand passes through unchanged,
 //! Secrets Manager included.
 
-mod answers;
+pub mod answers;
 mod capture;
-mod history;
+pub mod history;
 mod reads;
 mod schema;
-mod throughput;
+pub mod throughput;
 pub mod units;
 mod upstream;
 mod writes;

@@ -163,7 +163,16 @@ fn the_model_evaluates_the_authorizers_admission_as_dynamodb_does() {
         keep_from: None,
     };
     let plan = |version: u64, hints: &CounterHints| {
-        AdmitPlan::new("a1", &kid, version, &limits, hints, now, usage.clone())
+        AdmitPlan::new(
+            keygate::store::Target::Single,
+            "a1",
+            &kid,
+            version,
+            &limits,
+            hints,
+            now,
+            usage.clone(),
+        )
     };
 
     // Nothing seen yet: the guess resets the rate window and continues the
@@ -178,6 +187,7 @@ fn the_model_evaluates_the_authorizers_admission_as_dynamodb_does() {
     assert_eq!(failed["Item"]["ql"], n(2));
     // Both counters reset into the current periods.
     let fresh = CounterHints {
+        shards: 1,
         quota: Some(QuotaPos {
             period: Period::Day,
             start: 0,
@@ -193,6 +203,7 @@ fn the_model_evaluates_the_authorizers_admission_as_dynamodb_does() {
     assert!(attrs.get("kv").is_none(), "UPDATED_NEW: only what changed");
     // Then continue both: the second is admitted, the third is over quota.
     let seen = CounterHints {
+        shards: 1,
         quota: Some(QuotaPos {
             period: Period::Day,
             start: Period::Day.window(now).start,

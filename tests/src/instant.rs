@@ -45,6 +45,7 @@ impl Admission for InstantStore {
             },
             stale_usage: Vec::new(),
             pruned_for_size: false,
+            writes: None,
         }))
     }
 

@@ -84,6 +84,32 @@ impl Exhausted {
     }
 }
 
+/// How fast the items this container writes take admissions, from the
+/// write counts the writes return.
+#[derive(Debug, Default)]
+pub struct Load {
+    seen: HashMap<String, (Timestamp, u64)>,
+}
+
+impl Load {
+    /// Record that `item` had taken `writes` admissions at `now`; the rate
+    /// since the first count of at least a second before, if there is one
+    /// (then measuring starts again from here).
+    pub fn observe(&mut self, item: &str, now: Timestamp, writes: u64) -> Option<f64> {
+        match self.seen.get(item).copied() {
+            Some((at, before)) if now - at >= 1 => {
+                self.seen.insert(item.to_owned(), (now, writes));
+                Some(writes.saturating_sub(before) as f64 / (now - at) as f64)
+            }
+            Some(_) => None,
+            None => {
+                self.seen.insert(item.to_owned(), (now, writes));
+                None
+            }
+        }
+    }
+}
+
 /// Usage detail of one allowance counted here and not yet written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pending {
@@ -179,6 +205,15 @@ mod tests {
         assert_eq!(e.blocked("a", 2, ("k1", 7), 99), None);
         e.clear("a");
         assert_eq!(e.blocked("a", 3, ("k1", 7), 99), None);
+    }
+
+    #[test]
+    fn load_is_measured_over_a_second_or_more() {
+        let mut l = Load::default();
+        assert_eq!(l.observe("a#0", 10, 1_000), None);
+        assert_eq!(l.observe("a#0", 10, 1_200), None);
+        assert_eq!(l.observe("a#0", 12, 1_800), Some(400.0));
+        assert_eq!(l.observe("a#0", 13, 1_900), Some(100.0));
     }
 
     #[test]

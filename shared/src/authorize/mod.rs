@@ -55,7 +55,7 @@ use crate::store::shards::{grown, MAX_SHARDS};
 use crate::store::{
     Admission, AdmitOutcome, AdmitPlan, CounterHints, KeyLookup, StoreError, Target, UsageMark,
 };
-use local::{Detail, Exhausted};
+use local::{Detail, Exhausted, Load};
 
 /// Where the request's key was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +147,8 @@ struct Cache {
     detail: Detail,
     /// Allowance id -> when this container last grew it.
     grown: HashMap<String, Timestamp>,
+    /// Admission rates of the items this container writes.
+    load: Load,
 }
 
 /// The pipeline, with its store, clock and container-lifetime cache.
@@ -284,6 +286,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     if !single {
                         self.count_detail(record, req, now);
                     }
+                    if self.heating(record, target, granted.writes, now) {
+                        requests += 1;
+                        self.grow(record, hints.shards, now).await;
+                    }
                     if let Some(day) = &plan.usage.keep_from {
                         if granted.pruned_for_size {
                             tracing::warn!(allowance = %record.allowance_id, days_removed = granted.stale_usage.len(), "allowance item near DynamoDB's 400 KB limit: usage days not yet archived by the daily report are pruned (is the usage-report job running?)");
@@ -351,21 +357,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 Err(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
                     throttled += 1;
                     tracing::warn!(allowance = %record.allowance_id, shards = hints.shards, error = %e, "allowance write throttled");
-                    if let Some(to) = self.growth_due(&record.allowance_id, hints.shards, now) {
+                    if self
+                        .growth_due(&record.allowance_id, hints.shards, now)
+                        .is_some()
+                    {
                         requests += 1;
-                        match self.store.grow(&record.allowance_id, to, now).await {
-                            Ok(shards) => {
-                                self.grew(&record.allowance_id, now);
-                                self.reshard(&record.allowance_id, shards);
-                            }
-                            // Another container grew it, or the record changed:
-                            // the next write tells.
-                            Err(StoreError::Conflict) => self.grew(&record.allowance_id, now),
-                            // Throttled too: try again on the next throttle.
-                            Err(StoreError::Cancelled(_)) => {}
-                            Err(e) if e.is_throttle() => {}
-                            Err(e) => return Err(fail(requests, e)),
-                        }
+                        self.grow(record, hints.shards, now).await;
                     }
                     // A moment before the next attempt, longer each time,
                     // jittered so containers do not retry in step.
@@ -578,6 +575,53 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         (shards < MAX_SHARDS && !recent).then(|| grown(shards))
     }
 
+    /// Whether this container should grow the allowance now, before its
+    /// partition throttles: the item it wrote took more than
+    /// [`HOT_ITEM_WRITES`] (single) or [`HOT_SHARD_WRITES`] (shard)
+    /// admissions a second, measured over a second or more, and this
+    /// container drew the 1-in-[`GROWERS`] lot (many containers see the same
+    /// rate at once; one growth is enough).
+    fn heating(
+        &self,
+        record: &KeyRecord,
+        target: Target,
+        writes: Option<u64>,
+        now: Timestamp,
+    ) -> bool {
+        let Some(writes) = writes else {
+            return false;
+        };
+        let item = format!("{}#{}", record.allowance_id, item_of(target));
+        let rate = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.load.observe(&item, now, writes));
+        let hot = match target {
+            Target::Single => HOT_ITEM_WRITES,
+            Target::Shard { .. } => HOT_SHARD_WRITES,
+        };
+        rate.is_some_and(|r| r > hot) && rand::rng().random_range(0..GROWERS) == 0
+    }
+
+    /// Grow the allowance beyond `shards`, if this container may now; a
+    /// failure is logged (the decision is made already).
+    async fn grow(&self, record: &KeyRecord, shards: u32, now: Timestamp) {
+        let Some(to) = self.growth_due(&record.allowance_id, shards, now) else {
+            return;
+        };
+        match self.store.grow(&record.allowance_id, to, now).await {
+            Ok(shards) => {
+                self.grew(&record.allowance_id, now);
+                self.reshard(&record.allowance_id, shards);
+            }
+            Err(StoreError::Conflict) => self.grew(&record.allowance_id, now),
+            Err(e) => {
+                tracing::warn!(allowance = %record.allowance_id, error = %e, "allowance growth failed")
+            }
+        }
+    }
+
     fn grew(&self, allowance_id: &str, now: Timestamp) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.grown.insert(allowance_id.to_owned(), now);
@@ -694,6 +738,16 @@ fn route_label(record: &KeyRecord, req: &AuthRequest<'_>) -> String {
         .map(|s| s.to_string())
         .unwrap_or_default()
 }
+
+/// Admissions a second on one single allowance item past which a
+/// container grows it before it throttles: the item costs 1-3 write units
+/// (1,000 a second per partition, DynamoDB Developer Guide, "Service,
+/// account, and table quotas"), so this leaves room for its busiest days.
+const HOT_ITEM_WRITES: f64 = 250.0;
+/// The same for a shard, whose writes cost one write unit.
+const HOT_SHARD_WRITES: f64 = 500.0;
+/// One container in this many that see an item heating grows it.
+const GROWERS: u32 = 8;
 
 /// Throttled admission writes one decision retries (after growing the
 /// allowance, and a pause of 2-10 ms times the count): at most 360 ms of

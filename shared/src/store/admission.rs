@@ -162,6 +162,8 @@ pub struct Granted {
     /// Whether `stale_usage` holds days within retention, pruned for size
     /// (possibly never archived).
     pub pruned_for_size: bool,
+    /// Admissions the written item has taken, ever (its `wc`).
+    pub writes: Option<u64>,
 }
 
 /// The result of one admission attempt.
@@ -267,7 +269,7 @@ impl AdmitPlan {
         let mut values = HashMap::new();
         let mut cond = vec!["#kv.#kid = :ver".to_owned()];
         let mut set = Vec::new();
-        let mut add = vec!["#uok :one".to_owned()];
+        let mut add = vec!["#uok :one".to_owned(), "#wc :one".to_owned()];
         names.insert("#kv".into(), alw::VERSIONS.into());
         names.insert("#kid".into(), self.key_id.as_str().into());
         values.insert(":ver".into(), n(self.version));
@@ -275,6 +277,7 @@ impl AdmitPlan {
         let kid = self.key_id.as_str();
         let day = &self.usage.day;
         names.insert("#uok".into(), items::usage_attr(day, kid, "ok"));
+        names.insert("#wc".into(), alw::WRITES.into());
         names.insert("#sh".into(), alw::SHARDS.into());
         let slice = |limit: Option<u64>| match self.target {
             Target::Single => None,
@@ -426,6 +429,7 @@ impl AdmitPlan {
             Some(keep_from) => stale_usage(new, keep_from),
         };
         Granted {
+            writes: num(new, alw::WRITES).and_then(|w| u64::try_from(w).ok()),
             quota_remaining: self.quota_limit.map(|limit| left(limit, quota_used)),
             rate_remaining: self.rate_limit.map(|limit| left(limit, rate_used)),
             hints,
@@ -594,7 +598,9 @@ mod tests {
         assert!(expr.condition.starts_with("#kv.#kid = :ver"));
         assert!(expr.condition.contains("#qu < #ql"));
         assert!(expr.condition.contains("#rs < :rs"));
-        assert!(expr.update.contains("ADD #uok :one, #qu :one, #urt :one"));
+        assert!(expr
+            .update
+            .contains("ADD #uok :one, #wc :one, #qu :one, #urt :one"));
         assert!(expr.update.contains("#rs = :rs, #ru = :one"));
         assert!(expr.update.contains("#uip = if_not_exists(#uip, :ip)"));
         // Every placeholder used is defined.

@@ -104,6 +104,9 @@ pub mod alw {
     /// Root only: bumped by every change of `kv` or the limits, so a reslice
     /// copies a `kv` that is still current.
     pub const ALLOWANCE_VERSION: &str = "av";
+    /// Admissions ever written to this item (root or shard): containers
+    /// read its growth to see a partition heating before it throttles.
+    pub const WRITES: &str = "wc";
 }
 
 /// Distinct source addresses kept per key and day: the first address to land

@@ -1,6 +1,7 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
 mod leak;
+mod portal;
 
 use std::collections::HashMap;
 

@@ -46,9 +46,11 @@ fn changes_state(method: &str) -> bool {
     !matches!(method, "GET" | "HEAD" | "OPTIONS")
 }
 
-/// What the page learns of its session.
-fn session_view(id: &Secret, s: &PortalGrant) -> Value {
+/// What the page learns of its session (and where the API reference's
+/// document is).
+fn session_view(id: &Secret, s: &PortalGrant, spec_url: Option<&str>) -> Value {
     json!({
+        "spec_url": spec_url.unwrap_or("openapi.yaml"),
         "owner": s.owner,
         "expires_at": s.expires_at,
         "return_url": s.return_url,
@@ -95,7 +97,10 @@ where
         }
         let caller = caller_of(&id.hash(), &session);
         match (segs.as_slice(), method) {
-            (["session"], "GET") => ok(200, &session_view(&id, &session)),
+            (["session"], "GET") => ok(
+                200,
+                &session_view(&id, &session, self.settings.spec_url.as_deref()),
+            ),
             (["session"], "DELETE") => {
                 self.sessions().end(&id).await?;
                 tracing::info!(actor = caller.actor, "portal session ended");
@@ -116,12 +121,14 @@ where
             "portal session started"
         );
         let max_age = session.expires_at - self.clock.now();
-        Ok(
-            PortalResponse::json(201, &session_view(&id, &session)).with_header(
-                "set-cookie",
-                headers::session_cookie(id.expose(), &self.settings.path, max_age),
-            ),
+        Ok(PortalResponse::json(
+            201,
+            &session_view(&id, &session, self.settings.spec_url.as_deref()),
         )
+        .with_header(
+            "set-cookie",
+            headers::session_cookie(id.expose(), &self.settings.path, max_age),
+        ))
     }
 
     async fn keys_and_usage(

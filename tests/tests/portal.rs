@@ -266,7 +266,10 @@ async fn opening_a_session_needs_portal_create_and_answers_a_link() {
     assert_eq!(r.status, 201, "{:?}", r.json_body());
     let body = r.json_body();
     let url = body["url"].as_str().unwrap();
-    assert!(url.starts_with("http://127.0.0.1:3000/portal/#t="), "{url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:3000/portal/home#t="),
+        "{url}"
+    );
     assert!(!url.contains('?'), "no query string: {url}");
     logs::remember_secret(url.split_once("#t=").unwrap().1);
     assert_eq!(body["expires_at"], json!(NOON + 600));
@@ -574,9 +577,9 @@ async fn pages_carry_the_security_headers_and_errors_are_clear() {
     let r = Call::new("GET", "/portal").send(&env.portal).await;
     assert_eq!(
         (r.status, r.header_value("location")),
-        (308, Some("/portal/"))
+        (308, Some("/portal/home"))
     );
-    let r = Call::new("GET", "/portal/").send(&env.portal).await;
+    let r = Call::new("GET", "/portal/home").send(&env.portal).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "text/html; charset=utf-8");
     assert_eq!(r.header_value("content-security-policy"), Some(CSP));

@@ -107,7 +107,7 @@ enum Command {
         #[arg(long)]
         owner: String,
         /// The API's base URL as browsers reach it (the link is
-        /// `<base-url><portal path>/#t=<token>`).
+        /// `<base-url><portal path>/home#t=<token>`).
         #[arg(long, env = "KEYGATE_GATEWAY_URL")]
         base_url: String,
         /// A scope the portal user may give their keys; repeat for more.
@@ -336,9 +336,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 link.owner, link.expires_at
             );
             println!(
-                "{}{}/#t={}",
+                "{}{}/{}#t={}",
                 base_url.trim_end_matches('/'),
                 settings.path,
+                keygate::portal::site::HOME,
                 token.expose()
             );
         }

@@ -2,7 +2,7 @@
 //! `portal` function converts from and to `lambda_http`).
 //!
 //! - `POST /v1/portal/sessions` (behind the key authorizer): open a link;
-//! - `GET /portal` redirects to `/portal/`, the page; `/portal/docs.html`
+//! - `GET /portal` redirects to `/portal/home`, the page; `/portal/docs.html`
 //!   the API reference; `/portal/assets/*` static files;
 //!   `/portal/openapi.yaml` the embedded spec (needs a session);
 //! - `/portal/api/...`: the JSON API the page calls (see [`super::api`]).
@@ -22,7 +22,7 @@ use super::headers::{self, CSP};
 use super::request::CreateSessionRequest;
 use super::session::Sessions;
 use super::settings::PortalSettings;
-use super::site::{error_page, Site};
+use super::site::{error_page, Site, HOME};
 
 /// A request as the portal needs it.
 #[derive(Debug, Clone)]
@@ -120,13 +120,13 @@ where
             return json_result(self.api(req, api).await);
         }
         match (sub, req.api.method) {
-            ("", "GET" | "HEAD") => PortalResponse {
+            ("" | "/", "GET" | "HEAD") => PortalResponse {
                 status: 308,
                 content_type: "text/plain; charset=utf-8",
                 body: Vec::new(),
                 headers: headers::security(CSP),
             }
-            .with_header("location", format!("{}/", self.settings.path)),
+            .with_header("location", format!("{}/{HOME}", self.settings.path)),
             ("/openapi.yaml", "GET") => self.spec(req).await,
             (_, "GET" | "HEAD") => self.static_file(sub.trim_start_matches('/')),
             _ => self.page_error(405, "Method not allowed", "This page only answers GET."),
@@ -156,7 +156,7 @@ where
         Ok(PortalResponse::json(
             201,
             &json!({
-                "url": format!("{origin}{}/#t={}", self.settings.path, token.expose()),
+                "url": format!("{origin}{}/{HOME}#t={}", self.settings.path, token.expose()),
                 "expires_at": link.expires_at,
             }),
         ))

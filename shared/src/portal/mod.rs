@@ -6,7 +6,7 @@
 //! 1. the provider's backend, where its customer is signed in, calls
 //!    `POST /v1/portal/sessions {owner, return_url?, grants?}` with a key
 //!    holding `portal:create`, and redirects the customer to the `url` it
-//!    gets (`.../portal/#t=<token>`: the token rides in the fragment, which
+//!    gets (`.../portal/home#t=<token>`: the token rides in the fragment, which
 //!    browsers never send to a server, so no log sees it);
 //! 2. the page posts the token once to `/portal/api/session`; the link is
 //!    deleted in the same conditional write that reads it (single use),

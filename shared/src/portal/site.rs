@@ -1,6 +1,12 @@
 //! The portal's static files (built into the function binary by the
 //! `portal` function crate) and its HTML error page.
 
+/// The page's path below the portal (`/portal/home`). A page one level
+/// below the portal's path resolves its relative links (`assets/app.js`,
+/// `api/keys`) inside the portal, behind any stage prefix; `/portal/` itself
+/// is not a route API Gateway's greedy `/portal/{proxy+}` is sure to match.
+pub const HOME: &str = "home";
+
 /// One static file.
 #[derive(Debug, Clone, Copy)]
 pub struct Asset {
@@ -21,9 +27,9 @@ pub struct Site {
 }
 
 impl Site {
-    /// The file at `path` (`""` is `index.html`).
+    /// The file at `path` ([`HOME`] is `index.html`).
     pub fn asset(&self, path: &str) -> Option<&Asset> {
-        let path = if path.is_empty() { "index.html" } else { path };
+        let path = if path == HOME { "index.html" } else { path };
         self.assets.iter().find(|a| a.path == path)
     }
 }

@@ -162,6 +162,20 @@ function renderKeys() {
   }
 }
 
+/** Put the key views an answer returned into the list (the listing reads an
+ * index that may lag a just-made change by a moment). Never keeps a key. */
+function upsert(...views) {
+  for (const v of views) {
+    const { key, secret_name, ...view } = v;
+    const i = state.keys.findIndex((k) => k.key_id === view.key_id);
+    if (i >= 0) state.keys[i] = view;
+    else state.keys.push(view);
+  }
+  renderKeys();
+  fillKeySelect();
+  loadLastUsed();
+}
+
 async function seriesOf(keyId, days = 31) {
   const cacheKey = keyId + "/" + days;
   if (!state.series.has(cacheKey)) {
@@ -272,7 +286,7 @@ $("create-form").addEventListener("submit", async (e) => {
     returnFocus = $("create-open");
     closeDialog($("create-dialog"));
     showSecret(issued.key, `Your new key "${issued.name}"`);
-    await loadKeys();
+    upsert(issued);
   } catch (ex) {
     err.textContent = ex.message;
   }
@@ -293,7 +307,7 @@ $("rotate-form").addEventListener("submit", async (e) => {
     returnFocus = $("create-open");
     closeDialog($("rotate-dialog"));
     showSecret(r.successor.key, `The new key for "${target.name}"`);
-    await loadKeys();
+    upsert(r.rotated, r.successor);
   } catch (ex) {
     $("rotate-error").textContent = ex.message;
   }
@@ -310,10 +324,10 @@ function openRevoke(k, opener) {
 $("revoke-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   try {
-    await api("POST", `keys/${target.key_id}/revoke`, {});
+    const revoked = await api("POST", `keys/${target.key_id}/revoke`, {});
     returnFocus = $("create-open");
     closeDialog($("revoke-dialog"));
-    await loadKeys();
+    upsert(revoked);
     $("keys-status").textContent = `Key "${target.name}" revoked.`;
   } catch (ex) {
     $("revoke-error").textContent = ex.message;

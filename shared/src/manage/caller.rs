@@ -18,7 +18,8 @@ use super::error::ManageError;
 pub struct Caller {
     /// The calling key; `None` for the operator.
     pub key_id: Option<KeyId>,
-    /// Who the audit trail names: the key id, or `operator:<tool>`.
+    /// Who the audit trail names: the key id, `operator:<tool>`, or for a
+    /// developer-portal session `portal:<first 16 hex of its id's SHA-256>`.
     pub actor: String,
     pub owner: String,
     /// Permissions (and, for keys, the scopes it may grant).

@@ -85,3 +85,54 @@ impl PortalSettings {
         Ok(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(pairs: &[(&str, &str)]) -> Result<PortalSettings, ConfigError> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        PortalSettings::from_lookup(&|k: &str| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        assert_eq!(read(&[]).unwrap(), PortalSettings::default());
+        let s = read(&[
+            ("KEYGATE_PORTAL_SESSION_SECONDS", "900"),
+            ("KEYGATE_PORTAL_PATH", "/prod/portal"),
+            (
+                "KEYGATE_PORTAL_SPEC_URL",
+                "https://docs.example.com/api.yaml",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(s.session_seconds, 900);
+        assert_eq!(s.path, "/prod/portal");
+        assert_eq!(
+            s.spec_url.as_deref(),
+            Some("https://docs.example.com/api.yaml")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        for (name, value) in [
+            ("KEYGATE_PORTAL_SESSION_SECONDS", "60"),
+            ("KEYGATE_PORTAL_SESSION_SECONDS", "86400"),
+            ("KEYGATE_PORTAL_SESSION_SECONDS", "an hour"),
+            ("KEYGATE_PORTAL_PATH", "portal"),
+            ("KEYGATE_PORTAL_PATH", "/portal/"),
+            ("KEYGATE_PORTAL_PATH", "/por tal"),
+            (
+                "KEYGATE_PORTAL_SPEC_URL",
+                "http://docs.example.com/api.yaml",
+            ),
+        ] {
+            assert_eq!(read(&[(name, value)]).unwrap_err().name, name, "{value}");
+        }
+    }
+}

@@ -436,6 +436,8 @@ function reportFailure(e) {
 async function route() {
   const [view, arg] = location.hash.replace(/^#/, "").split("/");
   try {
+    // The usage and audit views name keys: list them first.
+    if (view !== "keys" && !state.keys.length) await loadKeys();
     if (view === "usage") {
       show("usage");
       await loadUsage(arg || "");
@@ -462,6 +464,7 @@ async function start() {
     return;
   }
   state.csrf = state.session.csrf_token;
+  fillScopes();
   $("who").textContent = "Signed in as " + state.session.owner;
   $("who").hidden = false;
   $("nav").hidden = false;
@@ -469,9 +472,7 @@ async function start() {
     $("back").href = state.session.return_url;
     $("back-item").hidden = false;
   }
-  fillScopes();
   window.addEventListener("hashchange", route);
-  await loadKeys().catch(reportFailure);
   await route();
 }
 

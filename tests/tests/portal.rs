@@ -18,7 +18,7 @@ use keygate::portal::{Portal, PortalRequest, PortalResponse, PortalSettings};
 use keygate::secrets::SecretsManager;
 use keygate::store::{DynamoStore, PortalStore};
 use keygate_tests::faults::{Fault, FaultProxy};
-use keygate_tests::{fresh_store, logs, sdk_config, unique_name};
+use keygate_tests::{fresh_store, logs, openapi, sdk_config, unique_name};
 use serde_json::{json, Value};
 
 const NOON: i64 = 1_767_268_800; // 2026-01-01T12:00:00Z
@@ -191,7 +191,10 @@ impl Env {
         let mut call = Call::new("POST", "/v1/portal/sessions").body(body);
         call.caller = Some(caller.clone());
         call.origin = None;
-        call.send(&self.portal).await
+        let r = call.send(&self.portal).await;
+        // Every answer is one infra/openapi.yaml documents.
+        openapi::check("POST", "/v1/portal/sessions", r.status, &r.json_body());
+        r
     }
 
     /// A link's token for `owner`, granted `scopes`.

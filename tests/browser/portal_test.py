@@ -238,6 +238,8 @@ class Portal(unittest.TestCase):
         self.assertIn("checkout service", row.text)
         self.assertIn("50 / day", row.text)
         self.assertIn("active", row.text)
+        self.assertEqual(self.el("#keys-status").text, "1 key.")
+        self.wait(lambda d: "never" in self.row(row.get_attribute("data-key-id")).text, what="last used")
         self.assertNotIn(key, self.driver.page_source, "the key is shown once")
         self.shot("03-keys")
 

@@ -121,12 +121,13 @@ async function loadKeys() {
   } while (cursor && keys.length < 500);
   state.keys = keys;
   renderKeys();
-  $("keys-status").textContent = keys.length ? `${keys.length} key(s).` : "You have no keys yet. Create one to call the API.";
   fillKeySelect();
   loadLastUsed();
 }
 
 function renderKeys() {
+  const n = state.keys.length;
+  $("keys-status").textContent = n ? `${n} key${n === 1 ? "" : "s"}.` : "You have no keys yet. Create one to call the API.";
   const body = $("keys-table").querySelector("tbody");
   body.replaceChildren();
   for (const k of state.keys) {
@@ -191,7 +192,8 @@ async function loadLastUsed() {
     try {
       const s = await seriesOf(k.key_id);
       const used = s.days.filter((d) => d.allowed + d.denied > 0).pop();
-      if (td) td.textContent = used ? used.day : "not in 31 days";
+      const recent = Date.now() / 1000 - k.created_at < 31 * 86400;
+      if (td) td.textContent = used ? used.day : recent ? "never" : "not in 31 days";
     } catch (e) {
       if (td) td.textContent = "—";
     }

@@ -105,6 +105,9 @@ class Portal(unittest.TestCase):
         os.environ.setdefault("SE_OFFLINE", "true")
         cls.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         cls.driver.implicitly_wait(0)
+        # The copy button writes to the clipboard; the test reads it back.
+        cls.driver.execute_cdp_cmd("Browser.grantPermissions", {
+            "origin": cls.base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
         cls.console = []
         cls.keys = {}
 
@@ -228,6 +231,11 @@ class Portal(unittest.TestCase):
         self.tab_to("secret-copy")
         self.driver.switch_to.active_element.send_keys(Keys.ENTER)
         self.wait(lambda d: d.find_element(By.ID, "secret-copied").text != "", what="copy feedback")
+        self.assertEqual(self.el("#secret-copied").text, "Copied to the clipboard.")
+        copied = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "navigator.clipboard.readText().then(done, e => done('error: ' + e));")
+        self.assertEqual(copied, key, "the copy button copies the key")
         self.driver.switch_to.active_element.send_keys(Keys.ESCAPE)
         self.wait(lambda d: not d.find_element(By.ID, "secret-dialog").is_displayed(), what="dialog closed")
         self.assertEqual(self.active_id(), "create-open", "focus returns to the opener")

@@ -16,7 +16,7 @@ use keygate::manage::{Caller, KeyService};
 use keygate::portal::headers::CSP;
 use keygate::portal::{Portal, PortalRequest, PortalResponse, PortalSettings};
 use keygate::secrets::SecretsManager;
-use keygate::store::{DynamoStore, PortalStore};
+use keygate::store::DynamoStore;
 use keygate_tests::faults::{Fault, FaultProxy};
 use keygate_tests::{fresh_store, logs, openapi, sdk_config, unique_name};
 use serde_json::{json, Value};
@@ -396,10 +396,33 @@ async fn sessions_expire_end_and_can_be_revoked() {
     assert_eq!((r.status, code(&r).as_str()), (401, "session_required"));
 
     let s = env.session("acme").await;
+    let other = env.session("globex").await;
     // The owner index is eventually consistent; the expired session (never
     // signed out) goes too, the signed-out one is gone already.
     keygate_tests::caught_up().await;
-    assert_eq!(env.store.revoke_owner("acme").await.unwrap(), 2);
+    let mut revoke = Call::new("DELETE", "/v1/portal/sessions?owner=acme");
+    revoke.origin = None;
+    let r = revoke.send(&env.portal).await;
+    assert_eq!((r.status, code(&r).as_str()), (401, "unauthenticated"));
+    let mut reader = env.provider.clone();
+    reader.scopes = vec![keygate::scope::Scope::parse("keys:read").unwrap()];
+    revoke.caller = Some(reader);
+    let r = revoke.send(&env.portal).await;
+    assert_eq!((r.status, code(&r).as_str()), (403, "missing_permission"));
+    revoke.caller = Some(env.provider.clone());
+    let r = revoke.send(&env.portal).await;
+    openapi::check("DELETE", "/v1/portal/sessions", r.status, &r.json_body());
+    assert_eq!((r.status, r.json_body()), (200, json!({"revoked": 2})));
+    let still = Call::new("GET", "/portal/api/keys").session(&other);
+    assert_eq!(
+        still.send(&env.portal).await.status,
+        200,
+        "other owners keep theirs"
+    );
+    let mut no_owner = revoke.clone();
+    no_owner.path = "/prod/v1/portal/sessions".into();
+    let r = no_owner.send(&env.portal).await;
+    assert_eq!((r.status, code(&r).as_str()), (400, "missing_owner"));
     let r = Call::new("GET", "/portal/api/keys")
         .session(&s)
         .send(&env.portal)

@@ -2,6 +2,7 @@
 //! `portal` function converts from and to `lambda_http`).
 //!
 //! - `POST /v1/portal/sessions` (behind the key authorizer): open a link;
+//!   `DELETE /v1/portal/sessions?owner=`: end an owner's sessions;
 //! - `GET /portal` redirects to `/portal/home`, the page; `/portal/docs.html`
 //!   the API reference; `/portal/assets/*` static files;
 //!   `/portal/openapi.yaml` the embedded spec (needs a session);
@@ -111,7 +112,12 @@ where
     pub async fn handle(&self, req: &PortalRequest<'_>) -> PortalResponse {
         let segs = req.api.segments();
         if let Some(["portal", "sessions", rest @ ..]) = segs.as_deref() {
-            return json_result(self.create(req, rest).await);
+            return json_result(match (rest, req.api.method) {
+                ([], "POST") => self.create(req).await,
+                ([], "DELETE") => self.revoke(req).await,
+                ([], _) => Err(ManageError::MethodNotAllowed.into()),
+                _ => Err(ManageError::NoRoute.into()),
+            });
         }
         let Some(sub) = portal_subpath(req.api.path) else {
             return self.page_error(404, "Not found", "There is no such page.");
@@ -133,17 +139,8 @@ where
         }
     }
 
-    async fn create(
-        &self,
-        req: &PortalRequest<'_>,
-        rest: &[&str],
-    ) -> Result<PortalResponse, PortalError> {
-        if !rest.is_empty() {
-            return Err(ManageError::NoRoute.into());
-        }
-        if req.api.method != "POST" {
-            return Err(ManageError::MethodNotAllowed.into());
-        }
+    /// `POST /v1/portal/sessions`: 201 `{url, expires_at}`.
+    async fn create(&self, req: &PortalRequest<'_>) -> Result<PortalResponse, PortalError> {
         let caller: Caller = req.api.caller.clone().ok_or(ManageError::Unauthenticated)?;
         let body: CreateSessionRequest = req.api.json()?;
         let (token, link) = self.sessions().open(&caller, body).await?;
@@ -160,6 +157,23 @@ where
                 "expires_at": link.expires_at,
             }),
         ))
+    }
+
+    /// `DELETE /v1/portal/sessions?owner=`: end every session of an owner
+    /// (the provider disabled the customer's account): 200 `{revoked}`.
+    async fn revoke(&self, req: &PortalRequest<'_>) -> Result<PortalResponse, PortalError> {
+        let caller: Caller = req.api.caller.clone().ok_or(ManageError::Unauthenticated)?;
+        let owner = req.api.param("owner").ok_or_else(|| {
+            ManageError::invalid("missing_owner", "owner", "name the owner: ?owner=")
+        })?;
+        let revoked = self.sessions().revoke(&caller, owner).await?;
+        tracing::info!(
+            actor = caller.actor,
+            owner,
+            revoked,
+            "portal sessions revoked"
+        );
+        Ok(PortalResponse::json(200, &json!({ "revoked": revoked })))
     }
 
     async fn spec(&self, req: &PortalRequest<'_>) -> PortalResponse {

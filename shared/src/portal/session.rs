@@ -187,6 +187,20 @@ where
         })
     }
 
+    /// End every session of `owner` at once; returns how many ended.
+    /// Sessions are found through the owner index, which DynamoDB updates
+    /// within about a second: a session opened in that second can be
+    /// missed (end it again, or sign it out).
+    ///
+    /// # Errors
+    /// 403 `missing_permission` without `portal:create`; 400 for an invalid
+    /// owner; 503 when the store fails.
+    pub async fn revoke(&self, caller: &Caller, owner: &str) -> Result<u64, ManageError> {
+        caller.require(PORTAL_CREATE)?;
+        validate_owner(owner)?;
+        Ok(self.store.revoke_owner(owner).await?)
+    }
+
     /// Exchange a link's token (once) for a new session.
     ///
     /// # Errors

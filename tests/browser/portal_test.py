@@ -369,6 +369,11 @@ class Portal(unittest.TestCase):
         self.assertEqual(self.el("#error-title").text, "This portal link is not valid")
         self.assertIn("open the portal again", self.el("#error-hint").text)
         self.shot("11-link-used")
+        forged = self.base + "/portal/home#t=" + secrets.token_urlsafe(32)[:43]
+        self.load(forged)
+        self.visible("#view-error")
+        self.assertEqual(self.el("#error-title").text, "This portal link is not valid")
+        self.assertNotIn("#t=", self.driver.current_url)
 
     def test_12_sign_out_ends_the_session(self):
         cookie = self.driver.get_cookie("keygate_portal")["value"]

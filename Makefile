@@ -11,7 +11,8 @@ STACK := infra/local/stack
 export SAM_CLI_TELEMETRY := 0
 export CARGO_TERM_COLOR := never
 
-.PHONY: help tools dev-tools dynalite iac test test-aws unit lint fmt dev bench bench-sim build clean-local fuzz
+PHONY_PORTAL := portal-web portal-vendor portal-vendor-check browser
+.PHONY: help tools dev-tools dynalite iac test $(PHONY_PORTAL) test-aws unit lint fmt dev bench bench-sim build clean-local fuzz
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +40,34 @@ $(DYNALITE_DIR)/node_modules/.installed: $(DYNALITE_DIR)/package.json $(DYNALITE
 
 dynalite: $(DYNALITE_DIR)/node_modules/.installed ## Install dynalite (npm ci) into infra/local/dynalite
 
+# The developer portal's libraries (uPlot, Swagger UI) and the browser
+# tests' accessibility checker (axe-core), exactly as locked. The copies the
+# function embeds live in functions/portal/web/vendor/ (committed, so cargo
+# builds without npm); portal-vendor-check fails when one differs from the
+# locked package.
+PORTAL_WEB := functions/portal/web
+
+$(PORTAL_WEB)/node_modules/.installed: $(PORTAL_WEB)/package.json $(PORTAL_WEB)/package-lock.json
+	npm ci --prefix $(PORTAL_WEB) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+portal-web: $(PORTAL_WEB)/node_modules/.installed ## Install the portal's locked npm packages
+
+portal-vendor: portal-web ## Copy the portal's libraries from node_modules into functions/portal/web/vendor
+	grep -v '^#' $(PORTAL_WEB)/vendor/FILES | while read -r dst src; do cp "$(PORTAL_WEB)/node_modules/$$src" "$(PORTAL_WEB)/vendor/$$dst"; done
+
+portal-vendor-check: portal-web ## Fail when a vendored portal library differs from the locked package
+	grep -v '^#' $(PORTAL_WEB)/vendor/FILES | while read -r dst src; do \
+	  cmp -s "$(PORTAL_WEB)/node_modules/$$src" "$(PORTAL_WEB)/vendor/$$dst" || { echo "$(PORTAL_WEB)/vendor/$$dst differs from $$src in package-lock.json: run make portal-vendor" >&2; exit 1; }; \
+	done
+
+# Headless Chromium and its WebDriver from Debian's packages, for the
+# portal's browser tests (nothing downloads a browser at run time).
+browser: ## Install chromium and chromium-driver with apt-get (if missing)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo "chromium and chromedriver present"; else \
+	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver; fi
+
 SCAN_VENV := $(VENV)/scan
 
 $(SCAN_VENV)/.installed: infra/requirements-scan.txt | $(VENV)/.test-tools
@@ -62,7 +91,7 @@ iac: tools $(SCAN_VENV)/.installed ## Check template.yaml offline (SAM lint, cfn
 # units/s, 300 read units/s per partition), so the suite's hot items meet them.
 REALISM_SCALE ?= 0.1
 
-test: dev-tools iac dynalite ## Run every test; starts and stops its own emulators and local API
+test: dev-tools iac dynalite portal-vendor-check browser ## Run every test; starts and stops its own emulators and local API
 	rm -rf $(TEST_LOGS) && mkdir -p $(TEST_LOGS)
 	cargo build --workspace --bins --locked
 	KEYGATE_TEST_LOGS=$(TEST_LOGS) KEYGATE_REALISM_CAPTURE=$(CAPTURE) KEYGATE_REALISM_SCALE=$(REALISM_SCALE) $(EMU) $(DYN) \

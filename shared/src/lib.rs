@@ -5,6 +5,8 @@
 //! - [`key`], [`hash`], [`id`]: the key format (CSPRNG body, CRC32 checksum
 //!   checked offline), the SHA-256 that is all we store, public key ids;
 //! - [`scope`], [`limits`], [`model`]: what a key may do and spend;
+//! - [`grants`]: the ceiling of the no-escalation rule (a key's, a portal
+//!   session's);
 //! - [`decision`]: checking a key ends in `Allow` or `Deny(reason)`, values,
 //!   not errors;
 //! - [`clock`]: injected time;
@@ -14,7 +16,8 @@
 //! - [`authorize`]: the authorizer's pipeline, free of Lambda event types;
 //! - [`table`]: the table definition, read from `template.yaml`;
 //! - [`usage`]: usage reports, billing totals and anomaly flags;
-//! - [`leak`]: leaked-key reports (GitHub secret scanning, manual).
+//! - [`leak`]: leaked-key reports (GitHub secret scanning, manual);
+//! - [`portal`]: the developer portal and its one-time sessions.
 
 pub mod address;
 pub mod authorize;
@@ -22,6 +25,7 @@ pub mod base62;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod grants;
 pub mod hash;
 pub mod id;
 pub mod issue;
@@ -31,6 +35,7 @@ pub mod limits;
 pub mod logs;
 pub mod manage;
 pub mod model;
+pub mod portal;
 pub mod rotation;
 pub mod scope;
 pub mod sdk;

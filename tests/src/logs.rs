@@ -23,6 +23,31 @@ pub fn dir() -> PathBuf {
 }
 
 static KEYS: OnceLock<Mutex<File>> = OnceLock::new();
+static SECRETS: OnceLock<Mutex<File>> = OnceLock::new();
+
+/// One line appended to `<dir>/<stem>-<pid>.txt` (created on first use).
+fn append(cell: &'static OnceLock<Mutex<File>>, stem: &str, line: &str) {
+    let file = cell.get_or_init(|| {
+        let dir = dir();
+        fs::create_dir_all(&dir).expect("create the test log directory");
+        let path = dir.join(format!("{stem}-{}.txt", std::process::id()));
+        Mutex::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open the list"),
+        )
+    });
+    let mut file = file.lock().expect("list lock");
+    writeln!(file, "{line}").expect("write the list");
+}
+
+/// Remember another secret this test saw (a portal link token or session
+/// id), so the check can look for it too.
+pub fn remember_secret(secret: &str) {
+    append(&SECRETS, "secrets", secret);
+}
 
 /// Install the log subscriber (once per test binary).
 pub fn init() {
@@ -55,18 +80,5 @@ pub fn init() {
 
 /// Remember a key this test issued, so the check can look for it.
 pub fn remember(key: &ApiKey) {
-    let file = KEYS.get_or_init(|| {
-        let dir = dir();
-        fs::create_dir_all(&dir).expect("create the test log directory");
-        let path = dir.join(format!("keys-{}.txt", std::process::id()));
-        Mutex::new(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .expect("open the key list"),
-        )
-    });
-    let mut file = file.lock().expect("key list lock");
-    writeln!(file, "{}", key.expose()).expect("write the key list");
+    append(&KEYS, "keys", key.expose());
 }

@@ -153,26 +153,54 @@ fn each_function_is_allowed_exactly_what_it_uses() {
         "dynamodb:UpdateItem",
     ]));
     assert_eq!(actions["UsageReportFunction"], report);
+    // The portal: KeyAdmin as the keys function (no leak reports, no
+    // Secrets Manager), UsageStore reads, and PortalStore (Put, Get and
+    // conditional Delete of links and sessions; Query to revoke them).
+    assert_eq!(
+        actions["PortalFunction"],
+        set(&[
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+        ])
+    );
 }
 
+/// The portal deletes nothing but its own links and sessions.
 #[test]
-fn the_report_job_writes_only_usage_partitions() {
+fn the_portal_deletes_only_links_and_sessions() {
+    let (actions, leading) = leading_keys("PortalFunction", "dynamodb:DeleteItem");
+    assert_eq!(actions, 1, "DeleteItem stands alone");
+    assert_eq!(leading, set(&["PLINK#*", "PSESS#*"]));
+}
+
+/// The statement of `function`'s policy that allows `action`: how many
+/// actions it allows, and the partition-key patterns its
+/// `dynamodb:LeadingKeys` condition admits.
+fn leading_keys(function: &str, action: &str) -> (usize, BTreeSet<String>) {
     let doc = template();
-    let statements =
-        list(&doc["Resources"]["UsageReportFunction"]["Properties"]["Policies"][0]["Statement"]);
-    let write = statements
+    let statements = list(&doc["Resources"][function]["Properties"]["Policies"][0]["Statement"]);
+    let statement = statements
         .iter()
         .find(|s| {
             list(&s["Action"])
                 .iter()
-                .any(|a| text(a).as_deref() == Some("dynamodb:PutItem"))
+                .any(|a| text(a).as_deref() == Some(action))
         })
-        .expect("a write statement");
-    let leading: BTreeSet<String> =
-        list(&write["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
-            .iter()
-            .filter_map(text)
-            .collect();
+        .unwrap_or_else(|| panic!("{function}: no statement allows {action}"));
+    let leading = list(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+        .iter()
+        .filter_map(text)
+        .collect();
+    (list(&statement["Action"]).len(), leading)
+}
+
+#[test]
+fn the_report_job_writes_only_usage_partitions() {
+    let (_, leading) = leading_keys("UsageReportFunction", "dynamodb:PutItem");
     assert_eq!(leading, set(&["UOWN#*", "RPT#*", "ALW#*"]));
 }
 
@@ -291,9 +319,11 @@ fn the_alarm_topic_is_optional() {
 }
 
 /// Owner notices go to the account's default event bus and nowhere else,
-/// and the leak receiver is the only route outside the key authorizer.
+/// and only the leak receiver and the developer portal's pages (which check
+/// a signature and a session cookie themselves) are outside the key
+/// authorizer; opening a portal session is behind it.
 #[test]
-fn leak_notices_use_the_default_bus_and_only_the_leak_route_skips_the_authorizer() {
+fn leak_notices_use_the_default_bus_and_only_leak_and_portal_routes_skip_the_authorizer() {
     let doc = template();
     let default_bus =
         "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default";
@@ -322,11 +352,12 @@ fn leak_notices_use_the_default_bus_and_only_the_leak_route_skips_the_authorizer
                 ev["Properties"]["Method"].as_str(),
                 ev["Properties"]["Path"].as_str(),
             );
-            assert_eq!(
-                open,
-                route == (Some("POST"), Some("/v1/leaks/github")),
-                "{name:?} {event:?}"
-            );
+            let unauthorized = [
+                (Some("POST"), Some("/v1/leaks/github")),
+                (Some("ANY"), Some("/portal")),
+                (Some("ANY"), Some("/portal/{proxy+}")),
+            ];
+            assert_eq!(open, unauthorized.contains(&route), "{name:?} {event:?}");
         }
     }
     for function in ["KeysFunction", "LeaksFunction"] {

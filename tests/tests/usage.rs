@@ -172,6 +172,7 @@ fn caller(owner: &str, scopes: &[&str]) -> Caller {
         actor: format!("test:{owner}"),
         owner: owner.into(),
         scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
+        grants: None,
     }
 }
 

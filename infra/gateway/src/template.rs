@@ -421,9 +421,15 @@ Resources:
             .unwrap()
             .contains(&"rotation".to_owned()));
         // Every route is behind the authorizer but GitHub's leak reports
-        // (`Auth: {Authorizer: NONE}`: GitHub signs them, it holds no key).
+        // (`Auth: {Authorizer: NONE}`: GitHub signs them, it holds no key)
+        // and the developer portal's pages (a session cookie, not a key).
+        let open_routes = [
+            "POST /v1/leaks/github",
+            "ANY /portal",
+            "ANY /portal/{proxy+}",
+        ];
         for route in api.routes.routes() {
-            let open = route.key() == "POST /v1/leaks/github";
+            let open = open_routes.contains(&route.key().as_str());
             assert_eq!(
                 route.authorizer.as_deref(),
                 (!open).then_some(auth.name.as_str()),
@@ -431,6 +437,13 @@ Resources:
                 route.key()
             );
         }
+        let page = api.routes.find("GET", "/portal/home").unwrap();
+        assert_eq!(
+            (page.route.function.as_str(), &page.route.authorizer),
+            ("portal", &None)
+        );
+        let sessions = api.routes.find("POST", "/v1/portal/sessions").unwrap();
+        assert_eq!(sessions.route.function, "portal");
         let leaks = api.routes.find("POST", "/v1/leaks/github").unwrap();
         assert_eq!(
             (leaks.route.function.as_str(), &leaks.route.authorizer),

@@ -21,8 +21,11 @@ use keygate::manage::request::{
 use keygate::manage::service::MANUAL_REPORT;
 use keygate::manage::view::KeyView;
 use keygate::manage::{Caller, KeyService, ManageError};
+use keygate::portal::request::{CreateSessionRequest, GrantsRequest};
+use keygate::portal::session::Sessions;
+use keygate::portal::PortalSettings;
 use keygate::secrets::SecretsManager;
-use keygate::store::DynamoStore;
+use keygate::store::{DynamoStore, PortalStore};
 use keygate::table::TableSpec;
 use serde::Serialize;
 
@@ -98,6 +101,27 @@ enum Command {
     },
     /// Show a key's audit trail.
     Events { key_id: String },
+    /// Open a developer-portal session for an owner: prints its one-time
+    /// link (valid 10 minutes) alone on stdout.
+    PortalSession {
+        #[arg(long)]
+        owner: String,
+        /// The API's base URL as browsers reach it (the link is
+        /// `<base-url><portal path>/home#t=<token>`).
+        #[arg(long, env = "KEYGATE_GATEWAY_URL")]
+        base_url: String,
+        /// A scope the portal user may give their keys; repeat for more.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Where the portal's "Back to the app" link leads (https://...).
+        #[arg(long)]
+        return_url: Option<String>,
+    },
+    /// End every developer-portal session of an owner at once.
+    RevokePortalSessions {
+        #[arg(long)]
+        owner: String,
+    },
     /// Report a leaked key: the deployment's leak policy, as for a GitHub
     /// report. Names the key by --key-id, or reads the key itself from
     /// standard input (never an argument: arguments end up in shell
@@ -281,6 +305,51 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             eprintln!("{}", serde_json::to_string_pretty(&old).unwrap_or_default());
             eprintln!("successor {} (shown once):", new.view.key_id);
             println!("{}", new.key);
+        }
+        Command::PortalSession {
+            owner,
+            base_url,
+            scopes,
+            return_url,
+        } => {
+            let settings = PortalSettings::from_lookup(&|n: &str| std::env::var(n).ok())?;
+            let sessions = Sessions {
+                keys: &service,
+                store: service.store(),
+                clock: &SystemClock,
+                settings: &settings,
+            };
+            let grants = GrantsRequest {
+                scopes,
+                limits: Limits::default(),
+                allowed_cidrs: Vec::new(),
+                expires_at: None,
+            };
+            let req = CreateSessionRequest {
+                owner,
+                return_url,
+                grants: Some(grants),
+            };
+            let (token, link) = sessions.open(&op, req).await?;
+            eprintln!(
+                "portal link for owner {} (single use, valid until {}):",
+                link.owner, link.expires_at
+            );
+            println!(
+                "{}{}/{}#t={}",
+                base_url.trim_end_matches('/'),
+                settings.path,
+                keygate::portal::site::HOME,
+                token.expose()
+            );
+        }
+        Command::RevokePortalSessions { owner } => {
+            let ended = service
+                .store()
+                .revoke_owner(&owner)
+                .await
+                .map_err(ManageError::from)?;
+            eprintln!("ended {ended} portal session(s) of owner {owner}");
         }
         Command::Events { key_id } => print(&service.events(&op, &key_id, None, None).await?),
         Command::ReportLeak {

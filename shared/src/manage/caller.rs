@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::grants::{Escalation, Grants, Wanted};
 use crate::id::KeyId;
-use crate::limits::{Limits, Period};
 use crate::model::KeyRecord;
 use crate::scope::{holds, Scope};
 
@@ -18,10 +18,15 @@ use super::error::ManageError;
 pub struct Caller {
     /// The calling key; `None` for the operator.
     pub key_id: Option<KeyId>,
-    /// Who the audit trail names: the key id, or `operator:<tool>`.
+    /// Who the audit trail names: the key id, `operator:<tool>`, or for a
+    /// developer-portal session `portal:<first 16 hex of its id's SHA-256>`.
     pub actor: String,
     pub owner: String,
+    /// Permissions (and, for keys, the scopes it may grant).
     pub scopes: Vec<Scope>,
+    /// A developer-portal session's ceiling for what it grants; `None` for
+    /// keys and the operator, whose ceiling is their own key.
+    pub grants: Option<Grants>,
 }
 
 impl Caller {
@@ -43,6 +48,7 @@ impl Caller {
             key_id: Some(key_id),
             owner,
             scopes,
+            grants: None,
         })
     }
 
@@ -54,6 +60,7 @@ impl Caller {
             actor: format!("operator:{tool}"),
             owner: "operator".into(),
             scopes: vec![Scope::Admin],
+            grants: None,
         }
     }
 
@@ -90,71 +97,29 @@ impl Caller {
 }
 
 /// The no-escalation rule: a caller grants only scopes it holds and limits,
-/// allowlists and expiry no looser than its own key's. `own` is the caller's
-/// current record; admins are exempt.
+/// allowlists and expiry no looser than its own ceiling: a portal session's
+/// [`Grants`], else the caller's key (`own`, its current record). Admins
+/// are exempt.
 pub fn check_grant(
     caller: &Caller,
-    own: &KeyRecord,
-    scopes: &[Scope],
-    limits: &Limits,
-    cidrs: &[ipnet::IpNet],
-    expires_at: Option<i64>,
+    own: Option<&KeyRecord>,
+    wanted: Wanted<'_>,
 ) -> Result<(), ManageError> {
+    let escalation = |e: Escalation| ManageError::forbidden(e.code, e.message);
+    if let Some(grants) = &caller.grants {
+        return grants
+            .check("this portal session", wanted)
+            .map_err(escalation);
+    }
     if caller.is_admin() {
         return Ok(());
     }
-    for wanted in scopes {
-        if !caller.scopes.iter().any(|held| held.covers(wanted)) {
-            return Err(ManageError::forbidden(
-                "scope_escalation",
-                format!("cannot grant scope '{wanted}': the calling key does not hold it"),
-            ));
-        }
-    }
-    let looser = |what: &str| {
-        Err(ManageError::forbidden(
-            "limit_escalation",
-            format!("cannot grant {what} looser than the calling key's own"),
-        ))
+    let own = own.ok_or(ManageError::Unauthenticated)?;
+    let ceiling = Grants {
+        scopes: caller.scopes.clone(),
+        limits: own.limits,
+        allowed_cidrs: own.allowed_cidrs.clone(),
+        expires_at: own.expires_at,
     };
-    if let Some(own_q) = own.limits.quota {
-        let Some(q) = limits.quota else {
-            return looser("a quota");
-        };
-        let ok = match (own_q.period, q.period) {
-            (a, b) if a == b => q.limit <= own_q.limit,
-            // A day quota allows up to 31 times its limit in a month.
-            (Period::Month, Period::Day) => q.limit.saturating_mul(31) <= own_q.limit,
-            // A month quota allows its whole limit on one day.
-            _ => q.limit <= own_q.limit,
-        };
-        if !ok {
-            return looser("a quota");
-        }
-    }
-    if let Some(own_r) = own.limits.rate {
-        let Some(r) = limits.rate else {
-            return looser("a rate limit");
-        };
-        // No larger burst, and no higher sustained rate.
-        let sustained = u128::from(r.limit) * u128::from(own_r.window)
-            <= u128::from(own_r.limit) * u128::from(r.window);
-        if r.limit > own_r.limit || !sustained {
-            return looser("a rate limit");
-        }
-    }
-    if !own.allowed_cidrs.is_empty()
-        && (cidrs.is_empty()
-            || !cidrs
-                .iter()
-                .all(|c| own.allowed_cidrs.iter().any(|o| o.contains(c))))
-    {
-        return looser("an IP allowlist");
-    }
-    if let Some(own_exp) = own.expires_at {
-        if expires_at.is_none_or(|e| e > own_exp) {
-            return looser("an expiry");
-        }
-    }
-    Ok(())
+    ceiling.check("the calling key", wanted).map_err(escalation)
 }

@@ -59,7 +59,7 @@ impl ApiRequest<'_> {
     }
 
     /// Parse the JSON body, after checking size and content type.
-    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ManageError> {
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ManageError> {
         if self.body.len() > MAX_BODY {
             return Err(ManageError::TooLarge(MAX_BODY));
         }

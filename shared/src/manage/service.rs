@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::clock::Clock;
+use crate::grants::Wanted;
 use crate::id::KeyId;
 use crate::issue::{mint, KeySpec};
 use crate::key::KeyFormat;
@@ -70,12 +71,35 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         &self.store
     }
 
-    /// The caller's own record, for the no-escalation rule. A caller whose
-    /// key vanished or stopped working is not authenticated any more.
-    /// Admins (and the operator) are exempt from the rule and skip the read.
+    /// The no-escalation rule for `new`, against the caller's ceiling.
     async fn check_grant(&self, caller: &Caller, new: &KeyRecord) -> Result<(), ManageError> {
-        if caller.is_admin() {
-            return Ok(());
+        self.check_within(
+            caller,
+            Wanted {
+                scopes: &new.scopes,
+                limits: &new.limits,
+                cidrs: &new.allowed_cidrs,
+                expires_at: new.expires_at,
+            },
+        )
+        .await
+    }
+
+    /// The no-escalation rule: `wanted` within the caller's ceiling (a
+    /// portal session's grants, or the calling key's current record). A
+    /// caller whose key vanished or stopped working is not authenticated
+    /// any more. Admins (and the operator) are exempt and skip the read.
+    ///
+    /// # Errors
+    /// 403 `scope_escalation` / `limit_escalation`; 401 for a dead key;
+    /// 503 when the store fails.
+    pub async fn check_within(
+        &self,
+        caller: &Caller,
+        wanted: Wanted<'_>,
+    ) -> Result<(), ManageError> {
+        if caller.grants.is_some() || caller.is_admin() {
+            return check_grant(caller, None, wanted);
         }
         let id = caller.key_id.as_ref().ok_or(ManageError::Unauthenticated)?;
         let own = self
@@ -86,14 +110,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         if !own.status.is_live() {
             return Err(ManageError::Unauthenticated);
         }
-        check_grant(
-            caller,
-            &own,
-            &new.scopes,
-            &new.limits,
-            &new.allowed_cidrs,
-            new.expires_at,
-        )
+        check_grant(caller, Some(&own), wanted)
     }
 
     /// A key the caller may see, or 404.

@@ -1,6 +1,7 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
 mod leak;
+mod portal;
 mod shards;
 
 use std::collections::HashMap;

@@ -9,7 +9,9 @@
 //! - [`UsageStore`]: usage history and reports, `BatchGetItem`, `Query`,
 //!   `BatchWriteItem`, `PutItem`, `GetItem` (usage reporting);
 //! - [`LeakStore`]: leak reports, `BatchGetItem` (consistent) and
-//!   `TransactWriteItems` (the leak receiver).
+//!   `TransactWriteItems` (the leak receiver);
+//! - [`PortalStore`]: developer-portal links and sessions, `PutItem`,
+//!   `DeleteItem`, `GetItem`, `Query` (the portal).
 //!
 //! [`DynamoStore`] implements them all over one table (see [`items`] for the
 //! layout).
@@ -18,6 +20,7 @@ pub mod admission;
 pub mod audit;
 mod dynamo;
 pub mod items;
+pub mod portal;
 pub mod shards;
 pub mod size;
 mod usage;
@@ -27,6 +30,7 @@ use async_trait::async_trait;
 pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, Target, UsageMark};
 pub use audit::{AuditAction, AuditEvent};
 pub use dynamo::DynamoStore;
+pub use portal::{PortalGrant, PortalStore};
 pub use usage::{allowance_owner, DirectoryEntry, UsageStore};
 
 use crate::clock::Timestamp;

@@ -558,6 +558,22 @@ impl Bench {
         .await
     }
 
+    /// The developer portal: its page and script from the binary (no
+    /// store request), the common case of a portal visit.
+    async fn portal(&self, f: &Function, requests: usize) -> Result<Value> {
+        let none = json!({});
+        let page = management("GET", "/portal/home", &[], None, &none);
+        let script = management("GET", "/portal/assets/app.js", &[], None, &none);
+        self.http_reader(
+            f,
+            requests,
+            &page,
+            &[page.clone(), script],
+            "infra/events/http-v2-proxy.json: GET /portal/home",
+        )
+        .await
+    }
+
     async fn rotation(&self, f: &Function, due_keys: usize) -> Result<Value> {
         let scheduled: Value = serde_json::from_str(SCHEDULED)?;
         let cold = cold_starts(&self.env, f, self.runs, &scheduled, |o| {
@@ -742,6 +758,7 @@ async fn main() -> Result<()> {
             }
             "usage" => bench.usage(&f(5, vec![]), requests).await?,
             "echo" => bench.echo(&f(3, vec![]), requests).await?,
+            "portal" => bench.portal(&f(5, vec![]), requests).await?,
             other => {
                 return Err(format!(
                     "no benchmark scenario for the function {other:?}: add one to bench-functions"

@@ -1,6 +1,9 @@
 //! Secrets hygiene over the whole suite's logs: no key the tests issued may
 //! appear in any log line. Run by `make test` after `cargo test`.
 //!
+//! The same holds for the other secrets the tests saw (`secrets-*.txt`:
+//! developer-portal link tokens and session ids), looked up as text.
+//!
 //! It fails, too, if there is nothing to check (no keys or no decision
 //! lines), so a broken log capture cannot pass silently.
 
@@ -15,6 +18,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let mut keys = HashSet::new();
+    let mut secrets = HashSet::new();
     let mut logs = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -26,7 +30,9 @@ fn main() -> ExitCode {
         let Ok(text) = fs::read_to_string(&path) else {
             continue;
         };
-        if name.starts_with("keys-") {
+        if name.starts_with("secrets-") {
+            secrets.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        } else if name.starts_with("keys-") {
             keys.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
         } else if name.ends_with(".log") {
             logs.push((name, text));
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
                                 && (0..=tok.len() - len).any(|i| keys.contains(&tok[i..i + len]))
                         })
                 });
+            let leaked = leaked || secrets.iter().any(|s| line.contains(s.as_str()));
             if leaked {
                 eprintln!("check-logs: a key appears in {name}:{}", n + 1);
                 leaks += 1;
@@ -71,8 +78,9 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "check-logs: {} keys issued, {} log lines ({decisions} decisions) in {} files, {leaks} leaks",
+        "check-logs: {} keys issued, {} other secrets, {} log lines ({decisions} decisions) in {} files, {leaks} leaks",
         keys.len(),
+        secrets.len(),
         lines,
         logs.len()
     );

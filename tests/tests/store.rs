@@ -180,6 +180,7 @@ async fn admit_once(store: &impl Admission, record: &keygate::model::KeyRecord, 
                 Explained::Deny(_) => return false,
                 Explained::Stale => panic!("record did not change"),
                 Explained::Reshard(n) => panic!("never sharded here, yet {n} shards"),
+                Explained::Incomplete => panic!("never sharded here"),
             },
         }
     }

@@ -333,6 +333,16 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     }
                     Explained::Retry(hints) => self.set_hints(&record.allowance_id, hints),
                     Explained::Reshard(shards) => self.reshard(&record.allowance_id, shards),
+                    // A growth left half made: make its shards.
+                    Explained::Incomplete => {
+                        requests += 1;
+                        if let Err(e) = self.store.grow(&record.allowance_id, hints.shards, now).await {
+                            tracing::warn!(allowance = %record.allowance_id, error = %e, "completing a growth failed");
+                            if !e.is_throttle() && !matches!(e, StoreError::Conflict | StoreError::Cancelled(_)) {
+                                return Err(fail(requests, e));
+                            }
+                        }
+                    }
                     Explained::Stale if known.fresh => {
                         // A consistent read still disagrees with the allowance:
                         // the key is no longer allowed to spend from it.

@@ -185,6 +185,9 @@ pub enum Explained {
     /// The allowance has another layout (this many shards; 1: single, or
     /// unknown: ask the root): plan again.
     Reshard(u32),
+    /// The shard planned on does not exist: the allowance is being grown
+    /// (its root has its shard count, its shards are not made yet).
+    Incomplete,
 }
 
 /// An `UpdateItem` request body, ready to send.
@@ -485,8 +488,7 @@ pub fn explain(
     let Some(old) = old else {
         return match plan.target {
             Target::Single => Explained::Deny(DenyReason::NotFound),
-            // No such shard: learn the layout from the root.
-            Target::Shard { .. } => Explained::Reshard(1),
+            Target::Shard { .. } => Explained::Incomplete,
         };
     };
     let shards = num(old, alw::SHARDS).and_then(|n| u32::try_from(n).ok());
@@ -753,7 +755,7 @@ mod tests {
             explain(&single_plan, Some(&root), now),
             Explained::Reshard(4)
         );
-        assert_eq!(explain(&p, None, now), Explained::Reshard(1));
+        assert_eq!(explain(&p, None, now), Explained::Incomplete);
         assert_eq!(
             Target::eligible(&limits(), 16),
             5,

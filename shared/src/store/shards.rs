@@ -24,15 +24,6 @@ pub fn share(limit: u64, count: u32, index: u32) -> u64 {
     limit / count + u64::from(index < limit % count)
 }
 
-/// What a growth from single reserves for the root out of what is `left` of
-/// a limit: the root keeps admitting until the growth commits, and the
-/// growth requires it not to have spent more than this meanwhile (1/64 of
-/// what is left, at least 1). The same growth then gives back what the root
-/// did not spend (a second reslice, once the root has stopped).
-pub fn root_reserve(left: u64) -> u64 {
-    (left / 64).max(1).min(left)
-}
-
 /// One counter of one item as read: the start of the period (or window) it
 /// counts, and how much of it is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,13 +103,6 @@ mod tests {
         assert_eq!(share(5, 4, 1), 2);
         assert_eq!(share(5, 4, 4), 1);
         assert_eq!(share(3, 4, 4), 0, "a shard with no share is never chosen");
-    }
-
-    #[test]
-    fn the_root_reserve_is_small_but_never_zero_while_units_are_left() {
-        assert_eq!(root_reserve(0), 0);
-        assert_eq!(root_reserve(10), 1);
-        assert_eq!(root_reserve(6_400), 100);
     }
 
     #[test]

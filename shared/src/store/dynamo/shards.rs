@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 
 use super::{built, n, period_name, s, transact_error, DynamoStore, Item};
 use crate::clock::Timestamp;
 use crate::limits::{Limits, Period, Rate};
 use crate::store::items::{self, alw};
-use crate::store::shards::{reslice, root_reserve, Counter, Slice};
+use crate::store::shards::{reslice, Counter, Slice};
 use crate::store::StoreError;
 
 /// A change of the version map `kv`: entries set to a version, entries
@@ -274,7 +275,7 @@ impl DynamoStore {
             Some(_) => self.shard_items(allowance_id, layout.shards, true).await?,
             None => Vec::new(),
         };
-        let plan = limits.map(|l| Slices::of(l, &layout.root, &shards, layout.shards, now, false));
+        let plan = limits.map(|l| Slices::of(l, &layout.root, &shards, layout.shards, now));
         for index in 1..=layout.shards {
             let mut parts = Parts::default();
             parts.names.insert("#kv".into(), alw::VERSIONS.into());
@@ -298,57 +299,126 @@ impl DynamoStore {
         Ok(actions)
     }
 
-    /// Grow an allowance to `to` shards (from single or fewer), reslicing
-    /// what is left of its limits in the current period: one consistent read
-    /// of the root and its shards, one transaction; from single, a second
-    /// reslice then gives the shards what the root did not spend of its
-    /// reserve ([`root_reserve`]). Returns the shard count after it (another
-    /// container's growth may have won: [`StoreError::Conflict`] then, and
-    /// the next write tells the layout).
+    /// Grow an allowance to `to` shards. From single, in two steps, so that
+    /// neither competes with the hot root for long: one `UpdateItem` sets
+    /// the root's `sh` (from then on no plan admits on the root, so its
+    /// counters are final), then one transaction creates every shard with
+    /// an even share of what the root left (writes to the new shards'
+    /// partitions only). A container that finds the shards missing (the
+    /// second step lost or not yet made) makes the second step itself:
+    /// shards are created all at once, only if none exists. From sharded,
+    /// one consistent read of the root and its shards and one transaction
+    /// reslicing onto more. Returns the shard count after it (another
+    /// container's growth may have won: [`StoreError::Conflict`], and the
+    /// next write tells the layout).
     pub(in crate::store) async fn grow_to(
         &self,
         allowance_id: &str,
         to: u32,
         now: Timestamp,
     ) -> Result<u32, StoreError> {
-        let (from, grown) = self.reslice_to(allowance_id, to, now).await?;
-        if from <= 1 && grown > 1 {
-            // The root has stopped admitting: hand its unspent reserve out.
-            if let Err(e) = self.reslice_to(allowance_id, grown, now).await {
-                tracing::warn!(allowance = %allowance_id, error = %e, "reserve not handed back; it returns with the next period");
-            }
+        let layout = self.layout(allowance_id).await?;
+        if layout.shards <= 1 {
+            let root = self.freeze(allowance_id, to).await?;
+            self.create_shards(allowance_id, &root, to, now).await?;
+            return Ok(to);
         }
-        Ok(grown)
+        let shards = self
+            .shard_items(allowance_id, layout.shards, true)
+            .await?;
+        if shards.iter().all(HashMap::is_empty) {
+            self.create_shards(allowance_id, &layout.root, layout.shards, now)
+                .await?;
+            return Ok(layout.shards);
+        }
+        if layout.shards >= to {
+            return Ok(layout.shards);
+        }
+        self.reslice_to(allowance_id, &layout, &shards, to, now).await
     }
 
-    /// One reslice onto `to` shards (the same count: a rebalance of a
-    /// sharded allowance); (shards before, shards after).
+    /// Step one of a growth from single: the root takes its shard count
+    /// (if still single) and stops admitting. Returns the root after it.
+    async fn freeze(&self, allowance_id: &str, to: u32) -> Result<Item, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::allowance_key(allowance_id)))
+            .update_expression("SET #sh = :to")
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#sh)")
+            .expression_attribute_names("#sh", alw::SHARDS)
+            .expression_attribute_names("#pk", items::PK)
+            .expression_attribute_values(":to", n(to))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => out.attributes.ok_or(StoreError::Corrupt("no root after the update")),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Err(StoreError::Conflict),
+                other => Err(StoreError::Dynamo(Box::new(other.into()))),
+            },
+        }
+    }
+
+    /// Step two: every shard, at once and only if none exists, each with
+    /// the root's version map and an even share of what the frozen root
+    /// left of each limit in the current period.
+    async fn create_shards(
+        &self,
+        allowance_id: &str,
+        root: &Item,
+        count: u32,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let limits = root_limits(root);
+        let plan = Slices::of(&limits, root, &[], count, now);
+        let versions = root
+            .get(alw::VERSIONS)
+            .cloned()
+            .unwrap_or(AttributeValue::M(HashMap::new()));
+        let mut actions = Vec::new();
+        for index in 1..=count {
+            let item = plan.new_shard(allowance_id, (index, count), &versions, &limits);
+            actions.push(self.put_new(item)?);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map_err(transact_error);
+        match result {
+            // Another container made them.
+            Ok(_) | Err(StoreError::Conflict) => {
+                tracing::info!(allowance = %allowance_id, shards = count, "allowance sharded");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reslice a sharded allowance onto `to` (more) shards: its shards keep
+    /// what they used and everything left is shared out anew, in one
+    /// transaction conditioned on what was read. Returns `to`.
     async fn reslice_to(
         &self,
         allowance_id: &str,
+        layout: &Layout,
+        shards: &[Item],
         to: u32,
         now: Timestamp,
-    ) -> Result<(u32, u32), StoreError> {
-        let layout = self.layout(allowance_id).await?;
+    ) -> Result<u32, StoreError> {
         let from = layout.shards;
-        if from > to || (from == to && from <= 1) {
-            return Ok((from, from));
-        }
         let limits = root_limits(&layout.root);
-        let shards = if from > 1 {
-            self.shard_items(allowance_id, from, true).await?
-        } else {
-            Vec::new()
-        };
-        let single = from <= 1;
-        let plan = Slices::of(&limits, &layout.root, &shards, to, now, single);
+        let plan = Slices::of(&limits, &layout.root, shards, to, now);
         // The `kv` copied to new shards is the one read: no record change
         // may come between (each bumps `av`).
         let mut parts = Parts::default();
         parts.names.insert("#sh".into(), alw::SHARDS.into());
-        parts
-            .names
-            .insert("#av".into(), alw::ALLOWANCE_VERSION.into());
+        parts.names.insert("#av".into(), alw::ALLOWANCE_VERSION.into());
         parts.values.insert(":to".into(), n(to));
         parts.set.push("#sh = :to".into());
         if layout.version == 0 {
@@ -356,10 +426,6 @@ impl DynamoStore {
         } else {
             parts.values.insert(":av".into(), n(layout.version));
             parts.cond.push("#av = :av".into());
-        }
-        // A single root still admits until this commits: within its reserve.
-        if single {
-            plan.guard_root(&mut parts);
         }
         let root = self.update_of(Self::allowance_key(allowance_id), parts)?;
         let mut actions = vec![TransactWriteItem::builder()
@@ -370,10 +436,8 @@ impl DynamoStore {
             .get(alw::VERSIONS)
             .cloned()
             .unwrap_or(AttributeValue::M(HashMap::new()));
-        // A single allowance has no shard items yet.
-        let existing = if from > 1 { from } else { 0 };
         for index in 1..=to {
-            if index <= existing {
+            if index <= from {
                 let mut parts = Parts::default();
                 parts.names.insert("#sh".into(), alw::SHARDS.into());
                 parts.values.insert(":shn".into(), n(from));
@@ -383,17 +447,8 @@ impl DynamoStore {
                 plan.apply(&limits, index, &mut parts);
                 actions.push(self.shard_update(allowance_id, index, parts)?);
             } else {
-                let mut item = Self::shard_key(allowance_id, index);
-                item.insert(alw::SHARDS.into(), n(to));
-                item.insert(alw::VERSIONS.into(), versions.clone());
-                plan.fill(&limits, index, &mut item);
-                let put = built(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .build(),
-                )?;
-                actions.push(TransactWriteItem::builder().put(put).build());
+                let item = plan.new_shard(allowance_id, (index, to), &versions, &limits);
+                actions.push(self.put_new(item)?);
             }
         }
         self.client
@@ -403,7 +458,7 @@ impl DynamoStore {
             .await
             .map_err(transact_error)?;
         tracing::info!(allowance = %allowance_id, from, to, "allowance resliced");
-        Ok((from, to))
+        Ok(to)
     }
 }
 
@@ -441,13 +496,30 @@ fn guard_root(root: Update, shards: u32) -> Result<Update, StoreError> {
     )
 }
 
-/// One limit's part of a reslice: its current period, each shard's slice,
-/// and the root's counter as read with what it may reach meanwhile.
+/// One limit's part of a reslice: its current period and each shard's
+/// slice.
 struct LimitSlices {
     current: Timestamp,
     slices: Vec<Slice>,
-    root: Counter,
-    root_bound: u64,
+}
+
+impl LimitSlices {
+    fn of(
+        limit: u64,
+        current: Timestamp,
+        root: &Item,
+        shards: &[Item],
+        names: [&str; 4],
+        count: u32,
+    ) -> Self {
+        let [_, _, start, used] = names;
+        let root_used = counter(root, start, used).used_in(current);
+        let read: Vec<Counter> = shards.iter().map(|s| counter(s, start, used)).collect();
+        Self {
+            current,
+            slices: reslice(limit, count, current, root_used, &read),
+        }
+    }
 }
 
 /// The slices of a reslice, per limit.
@@ -456,91 +528,17 @@ struct Slices {
     rate: Option<LimitSlices>,
 }
 
-impl LimitSlices {
-    /// `reserve`: the root still admits (a growth from single), so it keeps
-    /// a reserve the slices leave out.
-    #[allow(clippy::too_many_arguments)]
-    fn of(
-        limit: u64,
-        current: Timestamp,
-        root: &Item,
-        shards: &[Item],
-        names: [&str; 4],
-        count: u32,
-        reserve: bool,
-    ) -> Self {
-        let [_, _, start, used] = names;
-        let root = counter(root, start, used);
-        let read: Vec<Counter> = shards.iter().map(|s| counter(s, start, used)).collect();
-        let spent = root.used_in(current);
-        let root_bound = if reserve && root.start == Some(current) {
-            spent + root_reserve(limit.saturating_sub(spent))
-        } else {
-            spent
-        };
-        Self {
-            current,
-            slices: reslice(limit, count, current, root_bound, &read),
-            root,
-            root_bound,
-        }
-    }
-
-    /// The root's condition: still counting the period it was read in, and
-    /// not past its bound.
-    fn guard(&self, tag: &str, names: [&str; 4], parts: &mut Parts) {
-        let [_, _, start, used] = names;
-        parts.names.insert(format!("#{tag}gs"), start.into());
-        parts.names.insert(format!("#{tag}gu"), used.into());
-        match self.root.start {
-            Some(read) if read == self.current => {
-                parts.values.insert(format!(":{tag}gs"), n(read));
-                parts.values.insert(format!(":{tag}gb"), n(self.root_bound));
-                parts
-                    .cond
-                    .push(format!("#{tag}gs = :{tag}gs AND #{tag}gu <= :{tag}gb"));
-            }
-            // Counting an older period: it must not start this one meanwhile.
-            Some(read) => {
-                parts.names.remove(&format!("#{tag}gu"));
-                parts.values.insert(format!(":{tag}gs"), n(read));
-                parts.cond.push(format!("#{tag}gs = :{tag}gs"));
-            }
-            None => parts.cond.push(format!(
-                "attribute_not_exists(#{tag}gs) AND attribute_not_exists(#{tag}gu)"
-            )),
-        }
-    }
-}
-
 impl Slices {
-    fn of(
-        limits: &Limits,
-        root: &Item,
-        shards: &[Item],
-        count: u32,
-        now: Timestamp,
-        reserve: bool,
-    ) -> Self {
+    fn of(limits: &Limits, root: &Item, shards: &[Item], count: u32, now: Timestamp) -> Self {
         let quota = limits.quota.map(|q| {
             let current = q.period.window(now).start;
-            LimitSlices::of(q.limit, current, root, shards, QUOTA, count, reserve)
+            LimitSlices::of(q.limit, current, root, shards, QUOTA, count)
         });
         let rate = limits.rate.map(|r| {
             let current = r.window_at(now).start;
-            LimitSlices::of(r.limit, current, root, shards, RATE, count, reserve)
+            LimitSlices::of(r.limit, current, root, shards, RATE, count)
         });
         Self { quota, rate }
-    }
-
-    /// The root's conditions while it still admits.
-    fn guard_root(&self, parts: &mut Parts) {
-        if let Some(q) = &self.quota {
-            q.guard("q", QUOTA, parts);
-        }
-        if let Some(r) = &self.rate {
-            r.guard("r", RATE, parts);
-        }
     }
 
     /// The slice writes of an existing shard.
@@ -560,6 +558,22 @@ impl Slices {
             }
             _ => parts.drop_limit("r", RATE),
         }
+    }
+
+    /// A new shard item: shard `index` of `count`, with the version map and
+    /// its slices.
+    fn new_shard(
+        &self,
+        allowance_id: &str,
+        (index, count): (u32, u32),
+        versions: &AttributeValue,
+        limits: &Limits,
+    ) -> Item {
+        let mut item = DynamoStore::shard_key(allowance_id, index);
+        item.insert(alw::SHARDS.into(), n(count));
+        item.insert(alw::VERSIONS.into(), versions.clone());
+        self.fill(limits, index, &mut item);
+        item
     }
 
     /// The counters of a new shard.

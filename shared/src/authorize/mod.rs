@@ -336,9 +336,16 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     // A growth left half made: make its shards.
                     Explained::Incomplete => {
                         requests += 1;
-                        if let Err(e) = self.store.grow(&record.allowance_id, hints.shards, now).await {
+                        let fresh = self.clock.now();
+                        if let Err(e) = self
+                            .store
+                            .grow(&record.allowance_id, hints.shards, fresh)
+                            .await
+                        {
                             tracing::warn!(allowance = %record.allowance_id, error = %e, "completing a growth failed");
-                            if !e.is_throttle() && !matches!(e, StoreError::Conflict | StoreError::Cancelled(_)) {
+                            if !e.is_throttle()
+                                && !matches!(e, StoreError::Conflict | StoreError::Cancelled(_))
+                            {
                                 return Err(fail(requests, e));
                             }
                         }
@@ -620,7 +627,13 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         let Some(to) = self.growth_due(&record.allowance_id, shards, now) else {
             return;
         };
-        match self.store.grow(&record.allowance_id, to, now).await {
+        // A fresh reading: this decision may have waited out throttles, and
+        // a reslice in a period already over would undo its counts.
+        match self
+            .store
+            .grow(&record.allowance_id, to, self.clock.now())
+            .await
+        {
             Ok(shards) => {
                 self.grew(&record.allowance_id, now);
                 self.reshard(&record.allowance_id, shards);

@@ -275,7 +275,10 @@ impl DynamoStore {
             Some(_) => self.shard_items(allowance_id, layout.shards, true).await?,
             None => Vec::new(),
         };
-        let plan = limits.map(|l| Slices::of(l, &layout.root, &shards, layout.shards, now));
+        let plan = match limits {
+            Some(l) => Some(Slices::of(l, &layout.root, &shards, layout.shards, now)?),
+            None => None,
+        };
         for index in 1..=layout.shards {
             let mut parts = Parts::default();
             parts.names.insert("#kv".into(), alw::VERSIONS.into());
@@ -323,9 +326,7 @@ impl DynamoStore {
             self.create_shards(allowance_id, &root, to, now).await?;
             return Ok(to);
         }
-        let shards = self
-            .shard_items(allowance_id, layout.shards, true)
-            .await?;
+        let shards = self.shard_items(allowance_id, layout.shards, true).await?;
         if shards.iter().all(HashMap::is_empty) {
             self.create_shards(allowance_id, &layout.root, layout.shards, now)
                 .await?;
@@ -334,7 +335,8 @@ impl DynamoStore {
         if layout.shards >= to {
             return Ok(layout.shards);
         }
-        self.reslice_to(allowance_id, &layout, &shards, to, now).await
+        self.reslice_to(allowance_id, &layout, &shards, to, now)
+            .await
     }
 
     /// Step one of a growth from single: the root takes its shard count
@@ -354,7 +356,9 @@ impl DynamoStore {
             .send()
             .await;
         match out {
-            Ok(out) => out.attributes.ok_or(StoreError::Corrupt("no root after the update")),
+            Ok(out) => out
+                .attributes
+                .ok_or(StoreError::Corrupt("no root after the update")),
             Err(err) => match err.into_service_error() {
                 UpdateItemError::ConditionalCheckFailedException(_) => Err(StoreError::Conflict),
                 other => Err(StoreError::Dynamo(Box::new(other.into()))),
@@ -373,7 +377,7 @@ impl DynamoStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let limits = root_limits(root);
-        let plan = Slices::of(&limits, root, &[], count, now);
+        let plan = Slices::of(&limits, root, &[], count, now)?;
         let versions = root
             .get(alw::VERSIONS)
             .cloned()
@@ -413,12 +417,14 @@ impl DynamoStore {
     ) -> Result<u32, StoreError> {
         let from = layout.shards;
         let limits = root_limits(&layout.root);
-        let plan = Slices::of(&limits, &layout.root, shards, to, now);
+        let plan = Slices::of(&limits, &layout.root, shards, to, now)?;
         // The `kv` copied to new shards is the one read: no record change
         // may come between (each bumps `av`).
         let mut parts = Parts::default();
         parts.names.insert("#sh".into(), alw::SHARDS.into());
-        parts.names.insert("#av".into(), alw::ALLOWANCE_VERSION.into());
+        parts
+            .names
+            .insert("#av".into(), alw::ALLOWANCE_VERSION.into());
         parts.values.insert(":to".into(), n(to));
         parts.set.push("#sh = :to".into());
         if layout.version == 0 {
@@ -529,16 +535,44 @@ struct Slices {
 }
 
 impl Slices {
-    fn of(limits: &Limits, root: &Item, shards: &[Item], count: u32, now: Timestamp) -> Self {
+    /// The slices for the period `now` is in. A counter already in a later
+    /// period (another container's clock is ahead, or this reading is
+    /// old) makes it [`StoreError::Conflict`]: moving it back would let it
+    /// count its period twice.
+    fn of(
+        limits: &Limits,
+        root: &Item,
+        shards: &[Item],
+        count: u32,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let ahead = |names: [&str; 4], current: Timestamp| {
+            let [_, _, start, _] = names;
+            std::iter::once(root)
+                .chain(shards)
+                .any(|item| num(item, start).is_some_and(|s| s > current))
+        };
         let quota = limits.quota.map(|q| {
             let current = q.period.window(now).start;
-            LimitSlices::of(q.limit, current, root, shards, QUOTA, count)
+            (
+                ahead(QUOTA, current),
+                LimitSlices::of(q.limit, current, root, shards, QUOTA, count),
+            )
         });
         let rate = limits.rate.map(|r| {
             let current = r.window_at(now).start;
-            LimitSlices::of(r.limit, current, root, shards, RATE, count)
+            (
+                ahead(RATE, current),
+                LimitSlices::of(r.limit, current, root, shards, RATE, count),
+            )
         });
-        Self { quota, rate }
+        if quota.iter().chain(rate.iter()).any(|(ahead, _)| *ahead) {
+            return Err(StoreError::Conflict);
+        }
+        Ok(Self {
+            quota: quota.map(|(_, s)| s),
+            rate: rate.map(|(_, s)| s),
+        })
     }
 
     /// The slice writes of an existing shard.

@@ -763,10 +763,11 @@ fn route_label(record: &KeyRecord, req: &AuthRequest<'_>) -> String {
 }
 
 /// Admissions a second on one single allowance item past which a
-/// container grows it before it throttles: the item costs 1-3 write units
-/// (1,000 a second per partition, DynamoDB Developer Guide, "Service,
-/// account, and table quotas"), so this leaves room for its busiest days.
-const HOT_ITEM_WRITES: f64 = 250.0;
+/// container grows it before it throttles. A single item carries the day's
+/// usage detail, 1-6 KB, so its writes cost 1-6 write units of its
+/// partition's 1,000 a second (DynamoDB Developer Guide, "Service, account,
+/// and table quotas"): at 100 a second the busiest item uses 600.
+const HOT_ITEM_WRITES: f64 = 100.0;
 /// The same for a shard, whose writes cost one write unit.
 const HOT_SHARD_WRITES: f64 = 500.0;
 /// One container in this many that see an item heating grows it.

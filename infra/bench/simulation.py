@@ -21,12 +21,33 @@ BASELINE = ROOT / "infra" / "bench" / "sim-baseline.json"
 TITLE = "## Simulation at full scale: one key at 1,000 to 50,000 decisions/s"
 
 
+# Prices, us-east-1, on demand (the same as the cost table above): Lambda
+# arm64 per GB-second and per request, DynamoDB per write and read request unit.
+LAMBDA_GB_SECOND = 0.0000133334
+LAMBDA_REQUEST = 0.20 / 1e6
+WRU = 0.625 / 1e6
+RRU = 0.125 / 1e6
+MEMORY_GB = 0.125
+
+
+def cost_per_million(f: dict) -> float:
+    """Keygate's own cost of a million decisions, from the measured units:
+    Lambda requests, Lambda duration at the p50 latency (billed per ms, 128
+    MB), DynamoDB write and read units."""
+    import math
+
+    duration = math.ceil(f["latency_p50_ms"]) / 1000 * MEMORY_GB * LAMBDA_GB_SECOND
+    dynamo = f["write_units_per_decision"] * WRU + f["read_units_per_decision"] * RRU
+    return (LAMBDA_REQUEST + duration + dynamo) * 1e6
+
+
 def _table(sim: dict) -> list:
     out = [
         "| scenario | offered | allowed | allowed/s | over-admitted | under-admitted "
         "| failed closed | refused | throttles | requests / decision | WCU / allowed "
-        "| RCU / decision | requests / limit denial | largest item | p50 / p99 | containers |",
-        "|" + "---|" * 16,
+        "| RCU / decision | requests / limit denial | largest item | p50 / p99 | containers "
+        "| $ / million decisions |",
+        "|" + "---|" * 17,
     ]
     for row in sim["scenarios"]:
         f = row["figures"]
@@ -40,7 +61,8 @@ def _table(sim: dict) -> list:
             f"| {f['read_units_per_decision']:.3f} "
             f"| {'-' if flood is None else f'{flood:.2f}'} "
             f"| {f['largest_item_bytes']:,} B "
-            f"| {f['latency_p50_ms']:.0f} / {f['latency_p99_ms']:.0f} ms | {f['containers']} |"
+            f"| {f['latency_p50_ms']:.0f} / {f['latency_p99_ms']:.0f} ms | {f['containers']} "
+            f"| ${cost_per_million(f):.2f} |"
         )
     best = max(sim["scenarios"], key=lambda r: r["figures"]["allowed_per_second"])
     out.append("")
@@ -84,7 +106,11 @@ def section() -> list:
         "and units are every request the model answered, per decision made (refused "
         "requests excluded) or per allowed decision; requests / limit denial is the authorizer's own count per decision denied "
         "`quota_exceeded` or `rate_limited`; latency runs from a request's arrival to its "
-        "answer (a new container's start included), over the decisions made. Figures move by "
+        "answer (a new container's start included), over the decisions made; $ / million "
+        "decisions is keygate's own cost recomputed from the measured units: Lambda "
+        "($0.20 per million requests, the p50 latency billed per ms at 128 MB, $0.0000133334 "
+        "per GB-s) and DynamoDB on demand ($0.625 per million write units, $0.125 per million "
+        "read units), without API Gateway's own $1.00. Figures move by "
         "a few percent between runs: the SDK's retry backoff is randomly jittered.\n"
     )
     base = json.loads(BASELINE.read_text()) if BASELINE.exists() else None

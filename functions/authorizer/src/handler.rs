@@ -33,6 +33,9 @@ pub struct Handled {
     pub reason: Option<&'static str>,
     /// DynamoDB requests made, when known (not after a missed deadline).
     pub requests: Option<u32>,
+    /// The clock reading the decision was made at (unix seconds), when it
+    /// was made: the window an admission spent from.
+    pub at: Option<i64>,
 }
 
 /// The authorizer function: pipeline plus settings.
@@ -106,13 +109,18 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
             self.authorizer.authorize(&incoming.auth_request()),
         )
         .await;
+        let mut decided_at = None;
         let (key_id, outcome) = match result {
             Ok(Ok(Verdict {
                 decision,
                 key_id,
                 requests,
+                at,
             })) => (
-                key_id,
+                {
+                    decided_at = Some(at);
+                    key_id
+                },
                 match decision {
                     Decision::Allow(ctx) => Ok((ctx, requests)),
                     Decision::Deny(reason) => Err((reason.as_str(), Some(requests))),
@@ -140,14 +148,16 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
             Ok((ctx, _)) => Some(ctx.key_id.as_str().to_owned()),
             Err(_) => key_id.map(|k| k.as_str().to_owned()),
         };
-        Ok(self.finish(
+        let mut handled = self.finish(
             started,
             request_id,
             incoming.shape,
             &incoming.resource_arn,
             key_id.as_deref(),
             outcome,
-        ))
+        );
+        handled.at = decided_at;
+        Ok(handled)
     }
 
     fn finish(
@@ -200,6 +210,7 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
             allowed,
             reason,
             requests,
+            at: None,
         }
     }
 }

@@ -88,6 +88,11 @@ pub struct Verdict {
     pub key_id: Option<KeyId>,
     /// DynamoDB requests made for this decision.
     pub requests: u32,
+    /// The clock reading the decision was made at (unix seconds): read at
+    /// the start, and again when the store shows the decision's reading is
+    /// behind (an attempt after throttling, or counters already in a later
+    /// window), so an admission spends from the window of this reading.
+    pub at: Timestamp,
 }
 
 /// System failures: the caller must deny (fail closed).
@@ -190,18 +195,18 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
 
     /// Decide on one request.
     pub async fn authorize(&self, req: &AuthRequest<'_>) -> Result<Verdict, AuthError> {
+        let mut now = self.clock.now();
         let presented = match req.credential {
-            Credential::Missing => return Ok(offline(DenyReason::Missing)),
-            Credential::InQuery => return Ok(offline(DenyReason::KeyInQuery)),
-            Credential::Conflicting => return Ok(offline(DenyReason::ConflictingKeys)),
+            Credential::Missing => return Ok(offline(DenyReason::Missing, now)),
+            Credential::InQuery => return Ok(offline(DenyReason::KeyInQuery, now)),
+            Credential::Conflicting => return Ok(offline(DenyReason::ConflictingKeys, now)),
             Credential::Presented(text) => text,
         };
         let Ok(key) = self.format.parse(presented) else {
-            return Ok(offline(DenyReason::Malformed));
+            return Ok(offline(DenyReason::Malformed, now));
         };
         let hash = KeyHash::of(&key);
         let mut requests = 0u32;
-        let now = self.clock.now();
         let fail = |requests, source| AuthError::Store { requests, source };
 
         let mut known = match self.cached(&hash, now) {
@@ -216,6 +221,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                             decision: Decision::Deny(DenyReason::NotFound),
                             key_id: None,
                             requests,
+                            at: now,
                         })
                     }
                     Err(e) => return Err(fail(requests, e)),
@@ -331,7 +337,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                             break Err(reason);
                         }
                     }
-                    Explained::Retry(hints) => self.set_hints(&record.allowance_id, hints),
+                    Explained::Retry(hints) => {
+                        self.set_hints(&record.allowance_id, hints);
+                        // Counters in a later window than this reading: the
+                        // decision is late; it spends from the window it is in.
+                        now = now.max(self.clock.now());
+                    }
                     Explained::Reshard(shards) => self.reshard(&record.allowance_id, shards),
                     // A growth left half made: make its shards.
                     Explained::Incomplete => {
@@ -385,6 +396,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     // jittered so containers do not retry in step.
                     let pause = rand::rng().random_range(2..=10) * u64::from(throttled);
                     tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    now = now.max(self.clock.now());
                 }
                 Err(e) => return Err(fail(requests, e)),
             }
@@ -431,6 +443,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             decision,
             key_id: Some(record.key_id.clone()),
             requests,
+            at: now,
         })
     }
 
@@ -715,11 +728,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
     }
 }
 
-fn offline(reason: DenyReason) -> Verdict {
+fn offline(reason: DenyReason, at: Timestamp) -> Verdict {
     Verdict {
         decision: Decision::Deny(reason),
         key_id: None,
         requests: 0,
+        at,
     }
 }
 

@@ -78,7 +78,8 @@ pub struct Scenario {
 pub struct Outcome {
     /// When the request arrived (virtual seconds since the run started).
     pub arrived: f64,
-    /// The authorizer clock's reading when it decided.
+    /// The authorizer clock's reading it decided at (`Handled::at`: read
+    /// at the start, and again when the decision found itself late).
     pub now: Timestamp,
     /// Seconds from arrival to answer (container wait and cold start included).
     pub latency: f64,
@@ -292,7 +293,9 @@ async fn drive(scenario: &Scenario) -> Run {
             let outcome = match handled {
                 Ok(h) => Outcome {
                     arrived: at,
-                    now,
+                    // The reading the authorizer decided at: a decision that
+                    // waited past a window's end spends from the next one.
+                    now: h.at.unwrap_or(now),
                     latency,
                     allowed: h.allowed,
                     reason: h.reason,

@@ -96,6 +96,17 @@ fn one_hot_key_bursting_to_10k_per_second_never_over_admits_its_rate() {
     assert!(f.allowed > 0, "{f:?}");
 }
 
+/// Per-second windows at 0.8 of a steady 1,000/s: decisions that wait
+/// past a window's end (throttle pauses while the key goes hot) must spend
+/// from the window they end in.
+#[test]
+fn one_hot_key_at_1k_per_second_over_its_rate_never_over_admits() {
+    let s = scenario(1_000.0, 3.0, Shape::Steady, LimitCase::RateNear);
+    let (run, f) = simulate(&s);
+    check(&s, &run, &f);
+    assert!(f.allowed > 0, "{f:?}");
+}
+
 fn s(v: &str) -> Value {
     json!({ "S": v })
 }

@@ -407,7 +407,7 @@ async fn a_flood_over_quota_is_denied_locally_and_still_counted() {
         "{requests} requests for 395 denials"
     );
     // A second later the counted denials are flushed with the next decision.
-    rig.clock.advance(1);
+    rig.clock.advance(keygate::authorize::local::FLUSH_AFTER);
     container.authorize(&request(&key)).await.unwrap();
     let merged = rig
         .store

@@ -218,8 +218,8 @@ async fn reported_counts_equal_the_decisions_made() {
     assert_eq!(rig.hit(&one, 2).await, 0);
     // The second denial over quota was decided in the container (it had
     // learned the quota was spent) and counted there; its count is written
-    // with the container's next decision a second or more later.
-    rig.clock.advance(1);
+    // with the container's next decision once it is `FLUSH_AFTER` seconds old.
+    rig.clock.advance(keygate::authorize::local::FLUSH_AFTER);
     assert_eq!(rig.hit(&post, 1).await, 0);
 
     let admin = Caller::operator("test");

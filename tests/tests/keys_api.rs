@@ -450,6 +450,42 @@ async fn escalation_attempts_fail() {
         .await;
     assert_eq!((reply.status, code(&reply)), (403, "scope_escalation"));
 
+    // Rotating issues the old key's grants anew: a key that may rotate but
+    // does not hold an admin key's scopes cannot mint a copy of it.
+    let admin_key = api
+        .tenant("acme", |r| r.scopes = vec!["admin".into()])
+        .await;
+    let admin_id = {
+        let format = KeyFormat::new("ak", KeyEnv::Test).unwrap();
+        let parsed = format.parse(&admin_key).unwrap();
+        use keygate::store::KeyLookup;
+        api.store
+            .key_by_hash(&keygate::hash::KeyHash::of(&parsed), true)
+            .await
+            .unwrap()
+            .unwrap()
+            .key_id
+    };
+    let rotator = api
+        .tenant("acme", |r| {
+            r.scopes = vec!["POST /v1/keys/**".into(), "keys:rotate".into()]
+        })
+        .await;
+    let reply = api
+        .call(
+            &rotator,
+            "POST",
+            &format!("/v1/keys/{admin_id}/rotate"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (403, "scope_escalation"),
+        "{}",
+        reply.body
+    );
+
     // A key without keys:issue cannot issue at all.
     let reader = api
         .tenant("acme", |r| {

@@ -331,6 +331,18 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         caller.require("keys:rotate")?;
         let grace = validate_grace(req.grace_seconds)?;
         let old = self.visible(caller, key_id).await?;
+        // The successor carries the old key's scopes, limits, allowlist and
+        // expiry: rotating is issuing them anew, so the caller must hold them.
+        self.check_within(
+            caller,
+            Wanted {
+                scopes: &old.scopes,
+                limits: &old.limits,
+                cidrs: &old.allowed_cidrs,
+                expires_at: old.expires_at,
+            },
+        )
+        .await?;
         if old.status != KeyStatus::Active {
             return Err(ManageError::Conflict(format!(
                 "only an active key can rotate; this one is {:?}",

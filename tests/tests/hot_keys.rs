@@ -450,3 +450,32 @@ async fn a_throttled_allowance_grows_and_no_decision_under_the_limit_is_denied()
     );
     assert_eq!(allowed, 240, "{denied:?}, shards: {grown:?}");
 }
+
+#[tokio::test]
+async fn no_part_of_the_quota_sits_on_shards_the_rate_never_lets_a_container_choose() {
+    // 40 a day at 2 a second over 4 shards: containers choose shards 1 and
+    // 2 only (the rate has two units a window), so the quota must be there.
+    let rig = rig(1.0).await;
+    let limits = Limits {
+        quota: Some(Quota {
+            limit: 40,
+            period: Period::Day,
+        }),
+        rate: Some(Rate {
+            limit: 2,
+            window: 1,
+        }),
+    };
+    let (key, record) = rig.issue(limits).await;
+    rig.shard(&record, 4).await;
+    let container = rig.containers(1).remove(0);
+    let mut allowed = 0;
+    for _ in 0..30 {
+        for _ in 0..2 {
+            let v = container.authorize(&request(&key)).await.unwrap();
+            allowed += usize::from(matches!(v.decision, Decision::Allow(_)));
+        }
+        rig.clock.advance(1);
+    }
+    assert_eq!(allowed, 40, "the whole quota, over the shards in use");
+}

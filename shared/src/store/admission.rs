@@ -266,6 +266,15 @@ impl AdmitPlan {
         }
     }
 
+    /// [`Target::eligible`] for this plan's limits.
+    fn eligible(&self, count: u32) -> u32 {
+        let mut n = u64::from(count);
+        for limit in [self.quota_limit, self.rate_limit].into_iter().flatten() {
+            n = n.min(limit);
+        }
+        n.max(1) as u32
+    }
+
     /// The conditional update that admits one request.
     pub fn expression(&self) -> Expression {
         let mut names = HashMap::new();
@@ -282,9 +291,15 @@ impl AdmitPlan {
         names.insert("#uok".into(), items::usage_attr(day, kid, "ok"));
         names.insert("#wc".into(), alw::WRITES.into());
         names.insert("#sh".into(), alw::SHARDS.into());
+        // A shard's share is of the shards containers choose (those with a
+        // share of every limit), so no part of a limit sits where no
+        // container writes.
         let slice = |limit: Option<u64>| match self.target {
             Target::Single => None,
-            Target::Shard { index, count } => limit.map(|l| share(l, count, index)),
+            Target::Shard { index, count } => {
+                let eligible = self.eligible(count);
+                limit.map(|l| share(l, eligible, index))
+            }
         };
         match self.target {
             Target::Single => cond.push("attribute_not_exists(#sh)".into()),
@@ -743,6 +758,12 @@ mod tests {
         assert!(expr.update.contains("#qs = :qs, #qu = :one, #ql = :qsl"));
         assert_eq!(expr.values[":qsl"], n(13));
         assert_eq!(expr.values[":rsl"], n(1));
+        // With a rate of 2 only shards 1 and 2 are chosen: the quota is
+        // shared over those two (25 each), none of it left on 3 and 4.
+        let mut narrow = plan(&CounterHints::guess(&limits(), now - 40 * 86_400), now);
+        narrow.rate_limit = Some(2);
+        narrow.target = Target::Shard { index: 2, count: 4 };
+        assert_eq!(narrow.expression().values[":qsl"], n(25));
         let single = plan(&CounterHints::default(), now).expression();
         assert!(single.condition.contains("attribute_not_exists(#sh)"));
         // A write to a layout that changed tells the new one.

@@ -61,12 +61,13 @@ pub struct Slice {
 /// The slices of `count` shards (index 1..=count; `shards[i-1]` as read, a
 /// missing shard as `Counter::default()`) for the period starting at
 /// `current`, given what the root used in it before the allowance went hot.
-/// What is left of `limit` is shared evenly on top of what each shard used;
+/// What is left of `limit` is shared evenly, over the first `eligible`
+/// shards (the ones containers choose), on top of what each shard used;
 /// the slices sum to `max(limit, used)` less the root's use, so no shard can
 /// admit past the limit whatever its counter does before the write.
 pub fn reslice(
     limit: u64,
-    count: u32,
+    (count, eligible): (u32, u32),
     current: Timestamp,
     root_used: u64,
     shards: &[Counter],
@@ -76,13 +77,21 @@ pub fn reslice(
         .collect();
     let spent = root_used + used.iter().sum::<u64>();
     let left = limit.saturating_sub(spent);
+    // Only the shards containers choose (those with a share of every
+    // limit, [`crate::store::Target::eligible`]) get any of what is left.
+    let eligible = eligible.clamp(1, count.max(1));
     (0..count)
         .map(|i| {
             let u = used[i as usize];
+            let more = if i < eligible {
+                share(left, eligible, i + 1)
+            } else {
+                0
+            };
             Slice {
                 read: shards.get(i as usize).copied().unwrap_or_default(),
                 used: u,
-                limit: u + share(left, count, i + 1),
+                limit: u + more,
             }
         })
         .collect()
@@ -126,7 +135,7 @@ mod tests {
                 used: 99,
             },
         ];
-        let slices = reslice(100, 4, now, 10, &shards);
+        let slices = reslice(100, (4, 4), now, 10, &shards);
         assert_eq!(slices.len(), 4);
         assert_eq!(slices[0].used, 30);
         assert_eq!(slices[1].used, 0, "yesterday's count is not today's");
@@ -134,7 +143,11 @@ mod tests {
         assert_eq!(total + 10, 100, "slices + the root's use = the limit");
         assert!(slices.iter().all(|s| s.limit >= s.used));
         // Over the limit already (a limit lowered below use): no shard gets more.
-        let over = reslice(20, 4, now, 10, &shards);
+        let over = reslice(20, (4, 4), now, 10, &shards);
         assert!(over.iter().all(|s| s.limit == s.used));
+        // Only the shards a small rate limit lets containers choose get more.
+        let two = reslice(100, (4, 2), now, 10, &shards);
+        assert_eq!(two.iter().map(|s| s.limit).sum::<u64>() + 10, 100);
+        assert_eq!((two[2].limit, two[3].limit), (0, 0));
     }
 }

@@ -17,6 +17,14 @@ const BATCH_GET: usize = 100;
 /// Requests per chunk while DynamoDB hands keys back unprocessed.
 const ATTEMPTS: usize = 4;
 
+/// Keys of a rotation lineage flagged by one leak report: two items each
+/// (the flag and its audit event), so with the report's own three and a
+/// 64-shard allowance's 65 the transaction stays within DynamoDB's 100
+/// items (DynamoDB API Reference, TransactWriteItems). A lineage has two
+/// live keys unless keys were rolled again and again within long grace
+/// periods; past this many, the rest are left unflagged (and logged).
+const MAX_LINEAGE_FLAGS: usize = 16;
+
 #[async_trait]
 impl LeakStore for DynamoStore {
     async fn keys_by_hashes(&self, hashes: &[KeyHash]) -> Result<Vec<KeyRecord>, StoreError> {
@@ -142,7 +150,11 @@ impl DynamoStore {
         if !old.in_lineage() {
             return Ok(actions);
         }
-        for sibling in self.siblings(old).await? {
+        let siblings = self.siblings(old).await?;
+        if siblings.len() > MAX_LINEAGE_FLAGS {
+            tracing::warn!(key_id = %old.key_id, siblings = siblings.len(), flagged = MAX_LINEAGE_FLAGS, "a long rotation lineage: only its first keys are flagged");
+        }
+        for sibling in siblings.into_iter().take(MAX_LINEAGE_FLAGS) {
             let mark = LineageLeak {
                 key_id: old.key_id.clone(),
                 at: audit.at,

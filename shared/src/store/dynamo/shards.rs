@@ -516,14 +516,14 @@ impl LimitSlices {
         root: &Item,
         shards: &[Item],
         names: [&str; 4],
-        count: u32,
+        (count, eligible): (u32, u32),
     ) -> Self {
         let [_, _, start, used] = names;
         let root_used = counter(root, start, used).used_in(current);
         let read: Vec<Counter> = shards.iter().map(|s| counter(s, start, used)).collect();
         Self {
             current,
-            slices: reslice(limit, count, current, root_used, &read),
+            slices: reslice(limit, (count, eligible), current, root_used, &read),
         }
     }
 }
@@ -552,18 +552,19 @@ impl Slices {
                 .chain(shards)
                 .any(|item| num(item, start).is_some_and(|s| s > current))
         };
+        let eligible = crate::store::Target::eligible(limits, count);
         let quota = limits.quota.map(|q| {
             let current = q.period.window(now).start;
             (
                 ahead(QUOTA, current),
-                LimitSlices::of(q.limit, current, root, shards, QUOTA, count),
+                LimitSlices::of(q.limit, current, root, shards, QUOTA, (count, eligible)),
             )
         });
         let rate = limits.rate.map(|r| {
             let current = r.window_at(now).start;
             (
                 ahead(RATE, current),
-                LimitSlices::of(r.limit, current, root, shards, RATE, count),
+                LimitSlices::of(r.limit, current, root, shards, RATE, (count, eligible)),
             )
         });
         if quota.iter().chain(rate.iter()).any(|(ahead, _)| *ahead) {

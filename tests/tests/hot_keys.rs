@@ -479,3 +479,38 @@ async fn no_part_of_the_quota_sits_on_shards_the_rate_never_lets_a_container_cho
     }
     assert_eq!(allowed, 40, "the whole quota, over the shards in use");
 }
+
+#[tokio::test]
+async fn a_sharded_key_can_change_its_period_and_its_window() {
+    let rig = rig(1.0).await;
+    let mut limits = quota(40);
+    limits.rate = Some(Rate {
+        limit: 100,
+        window: 1,
+    });
+    let (key, record) = rig.issue(limits).await;
+    rig.shard(&record, 4).await;
+    let containers = rig.containers(4);
+    let (allowed, _) = burst(&containers, &key, 10).await;
+    assert_eq!(allowed, 10);
+    // A daily quota becomes a monthly one, a 1 s window a minute: today's
+    // use carries into the month.
+    let mut monthly = record.clone();
+    monthly.version += 1;
+    monthly.limits = Limits {
+        quota: Some(Quota {
+            limit: 30,
+            period: Period::Month,
+        }),
+        rate: Some(Rate {
+            limit: 100,
+            window: 60,
+        }),
+    };
+    rig.store
+        .update_key(&record, &monthly, &audit(&monthly, AuditAction::Updated))
+        .await
+        .expect("a period change on a sharded key");
+    let (allowed, denied) = burst(&containers, &key, 40).await;
+    assert_eq!(allowed, 20, "30 this month, 10 used today: {denied:?}");
+}

@@ -96,6 +96,15 @@ impl Parts {
                 self.cond
                     .push(format!("#{tag}s = :{tag}r AND #{tag}u <= :{tag}l"));
             }
+            // Counting a period of another kind (the limit's period or window
+            // changed): its use carries into this one.
+            Some(read) if read > current => {
+                self.values.insert(format!(":{tag}r"), n(read));
+                self.values.insert(format!(":{tag}c"), n(current));
+                self.cond
+                    .push(format!("#{tag}s = :{tag}r AND #{tag}u <= :{tag}l"));
+                self.set.push(format!("#{tag}s = :{tag}c"));
+            }
             Some(read) => {
                 self.values.insert(format!(":{tag}r"), n(read));
                 self.values.insert(format!(":{tag}c"), n(current));
@@ -510,21 +519,34 @@ struct LimitSlices {
 }
 
 impl LimitSlices {
+    /// A counter in a later period that is not a period of this kind
+    /// (`aligned` says which starts are) counts a period of the kind the
+    /// limit had before it changed: its use carries into the current one.
     fn of(
         limit: u64,
         current: Timestamp,
-        root: &Item,
-        shards: &[Item],
+        (root, shards): (&Item, &[Item]),
         names: [&str; 4],
         (count, eligible): (u32, u32),
+        aligned: impl Fn(Timestamp) -> bool,
     ) -> Self {
         let [_, _, start, used] = names;
-        let root_used = counter(root, start, used).used_in(current);
+        let carried = |c: Counter| match c.start {
+            Some(s) if s > current && !aligned(s) => Counter {
+                start: Some(current),
+                ..c
+            },
+            _ => c,
+        };
+        let root_used = carried(counter(root, start, used)).used_in(current);
         let read: Vec<Counter> = shards.iter().map(|s| counter(s, start, used)).collect();
-        Self {
-            current,
-            slices: reslice(limit, (count, eligible), current, root_used, &read),
+        let counted: Vec<Counter> = read.iter().copied().map(carried).collect();
+        let mut slices = reslice(limit, (count, eligible), current, root_used, &counted);
+        // Conditions are on what was read.
+        for (slice, read) in slices.iter_mut().zip(&read) {
+            slice.read = *read;
         }
+        Self { current, slices }
     }
 }
 
@@ -546,26 +568,41 @@ impl Slices {
         count: u32,
         now: Timestamp,
     ) -> Result<Self, StoreError> {
-        let ahead = |names: [&str; 4], current: Timestamp| {
+        // A counter already in a later period of the same kind: this reading
+        // is behind (moving it back would count its period twice).
+        let ahead = |names: [&str; 4], current: Timestamp, aligned: &dyn Fn(Timestamp) -> bool| {
             let [_, _, start, _] = names;
             std::iter::once(root)
                 .chain(shards)
-                .any(|item| num(item, start).is_some_and(|s| s > current))
+                .filter_map(|item| num(item, start))
+                .any(|s| s > current && aligned(s))
         };
         let eligible = crate::store::Target::eligible(limits, count);
         let quota = limits.quota.map(|q| {
             let current = q.period.window(now).start;
-            (
-                ahead(QUOTA, current),
-                LimitSlices::of(q.limit, current, root, shards, QUOTA, (count, eligible)),
-            )
+            let aligned = move |s: Timestamp| q.period.window(s).start == s;
+            let slices = LimitSlices::of(
+                q.limit,
+                current,
+                (root, shards),
+                QUOTA,
+                (count, eligible),
+                aligned,
+            );
+            (ahead(QUOTA, current, &aligned), slices)
         });
         let rate = limits.rate.map(|r| {
             let current = r.window_at(now).start;
-            (
-                ahead(RATE, current),
-                LimitSlices::of(r.limit, current, root, shards, RATE, (count, eligible)),
-            )
+            let aligned = move |s: Timestamp| r.window_at(s).start == s;
+            let slices = LimitSlices::of(
+                r.limit,
+                current,
+                (root, shards),
+                RATE,
+                (count, eligible),
+                aligned,
+            );
+            (ahead(RATE, current, &aligned), slices)
         });
         if quota.iter().chain(rate.iter()).any(|(ahead, _)| *ahead) {
             return Err(StoreError::Conflict);

@@ -225,6 +225,7 @@ impl DynamoStore {
     ) -> Result<(), StoreError> {
         let (root, kv, limits) = change;
         let mut layout = None;
+        let mut completed = false;
         loop {
             let mut all = actions.clone();
             all.extend(
@@ -251,6 +252,14 @@ impl DynamoStore {
                         Some(found) => layout = Some(found),
                         None => return Err(StoreError::Conflict),
                     }
+                }
+                // A growth left half made (its shards not created yet) fails
+                // every shard's update: make its shards, then try once more.
+                Err(StoreError::Conflict) if !completed => {
+                    completed = true;
+                    let shards = layout.as_ref().map_or(1, |l| l.shards);
+                    self.grow_to(allowance_id, shards, now).await?;
+                    layout = self.sharded_layout(allowance_id).await?;
                 }
                 other => return other.map(|_| ()),
             }

@@ -292,9 +292,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     if !single {
                         self.count_detail(record, req, now);
                     }
-                    if self.heating(record, target, granted.writes, now) {
+                    if self.heating(record, target, granted.writes, now)
+                        && self.grow(record, hints.shards, now).await
+                    {
                         requests += 1;
-                        self.grow(record, hints.shards, now).await;
                     }
                     if let Some(day) = &plan.usage.keep_from {
                         if granted.pruned_for_size {
@@ -385,12 +386,8 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 Err(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
                     throttled += 1;
                     tracing::warn!(allowance = %record.allowance_id, shards = hints.shards, error = %e, "allowance write throttled");
-                    if self
-                        .growth_due(&record.allowance_id, hints.shards, now)
-                        .is_some()
-                    {
+                    if self.grow(record, hints.shards, now).await {
                         requests += 1;
-                        self.grow(record, hints.shards, now).await;
                     }
                     // A moment before the next attempt, longer each time,
                     // jittered so containers do not retry in step.
@@ -634,11 +631,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         rate.is_some_and(|r| r > hot) && rand::rng().random_range(0..GROWERS) == 0
     }
 
-    /// Grow the allowance beyond `shards`, if this container may now; a
-    /// failure is logged (the decision is made already).
-    async fn grow(&self, record: &KeyRecord, shards: u32, now: Timestamp) {
+    /// Grow the allowance beyond `shards`, if this container may now;
+    /// whether it asked the store (a failure is logged: the decision does
+    /// not depend on it).
+    async fn grow(&self, record: &KeyRecord, shards: u32, now: Timestamp) -> bool {
         let Some(to) = self.growth_due(&record.allowance_id, shards, now) else {
-            return;
+            return false;
         };
         // A fresh reading: this decision may have waited out throttles, and
         // a reslice in a period already over would undo its counts.
@@ -656,6 +654,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 tracing::warn!(allowance = %record.allowance_id, error = %e, "allowance growth failed")
             }
         }
+        true
     }
 
     fn grew(&self, allowance_id: &str, now: Timestamp) {

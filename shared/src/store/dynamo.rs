@@ -239,14 +239,7 @@ impl DynamoStore {
                 )
                 .await?,
             );
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(all))
-                .send()
-                .await
-                .map_err(transact_error);
-            match result {
+            match self.transact(all).await {
                 Err(StoreError::Conflict) if layout.is_none() => {
                     match self.sharded_layout(allowance_id).await? {
                         Some(found) => layout = Some(found),
@@ -264,6 +257,19 @@ impl DynamoStore {
                 other => return other.map(|_| ()),
             }
         }
+    }
+
+    /// One `TransactWriteItems` of `actions`; a failed condition is
+    /// [`StoreError::Conflict`], any other cancellation
+    /// [`StoreError::Cancelled`] ([`transact_error`]).
+    pub(super) async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+            .map_err(transact_error)?;
+        Ok(())
     }
 
     /// The other keys spending from `record`'s allowance (a rotated key and

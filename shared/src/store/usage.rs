@@ -333,14 +333,11 @@ impl UsageStore for DynamoStore {
             Err(StoreError::NotFound) => return Ok(()),
             Err(e) => return Err(e),
         };
-        for index in 1..=layout.shards {
-            if layout.shards > 1 {
-                let target = Target::Shard {
-                    index,
-                    count: layout.shards,
-                };
-                self.prune_usage(allowance_id, target, names).await?;
-            }
+        // A single allowance has no shards (`shards` is 1).
+        let count = layout.shards;
+        for index in (1..=count).filter(|_| count > 1) {
+            let target = Target::Shard { index, count };
+            self.prune_usage(allowance_id, target, names).await?;
         }
         Ok(())
     }

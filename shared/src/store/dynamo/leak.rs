@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, Update};
 
-use super::{built, transact_error, DynamoStore, Item};
+use super::{built, DynamoStore, Item};
 use crate::hash::KeyHash;
 use crate::leak::LineageLeak;
 use crate::model::KeyRecord;
@@ -78,13 +78,7 @@ impl LeakStore for DynamoStore {
                     self.put_new(Self::audit_item(audit)?)?,
                 ];
                 actions.extend(flags);
-                self.client
-                    .transact_write_items()
-                    .set_transact_items(Some(actions))
-                    .send()
-                    .await
-                    .map_err(transact_error)?;
-                Ok(())
+                self.transact(actions).await
             }
         }
     }

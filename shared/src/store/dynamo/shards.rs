@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 
-use super::{built, n, period_name, s, transact_error, DynamoStore, Item};
+use super::{built, n, period_name, s, DynamoStore, Item};
 use crate::clock::Timestamp;
 use crate::limits::{Limits, Period, Rate};
 use crate::store::items::{self, alw};
@@ -396,14 +396,7 @@ impl DynamoStore {
             let item = plan.new_shard(allowance_id, (index, count), &versions, &limits);
             actions.push(self.put_new(item)?);
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-            .map_err(transact_error);
-        match result {
+        match self.transact(actions).await {
             // Another container made them.
             Ok(_) | Err(StoreError::Conflict) => {
                 tracing::info!(allowance = %allowance_id, shards = count, "allowance sharded");
@@ -466,12 +459,7 @@ impl DynamoStore {
                 actions.push(self.put_new(item)?);
             }
         }
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-            .map_err(transact_error)?;
+        self.transact(actions).await?;
         tracing::info!(allowance = %allowance_id, from, to, "allowance resliced");
         Ok(to)
     }

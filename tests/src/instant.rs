@@ -57,6 +57,28 @@ impl Admission for InstantStore {
         Ok(to)
     }
 
+    async fn peek(
+        &self,
+        _: &str,
+        _: Target,
+    ) -> Result<
+        Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+        StoreError,
+    > {
+        Ok(None)
+    }
+
+    async fn survey(
+        &self,
+        _: &str,
+        count: u32,
+    ) -> Result<
+        Vec<Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>>,
+        StoreError,
+    > {
+        Ok(vec![None; count as usize])
+    }
+
     async fn flush_usage(
         &self,
         _: &str,

@@ -87,6 +87,100 @@ impl Exhausted {
     }
 }
 
+/// Limit denials per admission (plus one) in one rate window past which
+/// this container treats the key as flooding it: in the next window it
+/// reads the allowance before its first write (that write would almost
+/// surely be refused), or sits the window out.
+pub const FLOOD_RATIO: u64 = 4;
+
+/// What the first decision of a rate window does, given how this
+/// container's previous window of the key went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// Write as usual (no flood, or not the window's first decision).
+    Write,
+    /// Read what is left first; write only if something is.
+    ReadFirst,
+    /// Deny this window locally without asking DynamoDB: the previous
+    /// window here saw `ratio` times [`FLOOD_RATIO`] more denials than
+    /// admissions, so other containers' requests fill the window anyway.
+    /// Drawn with probability `1 - FLOOD_RATIO / ratio`, never twice in a
+    /// row (so each container still tries at least every other window).
+    SitOut,
+}
+
+/// How this container's decisions on each rate-limited allowance went in
+/// the latest rate window it decided in.
+#[derive(Debug, Default)]
+pub struct Floods {
+    windows: HashMap<String, Tally>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    start: Timestamp,
+    admitted: u64,
+    denied: u64,
+    /// This window was sat out.
+    sat_out: bool,
+}
+
+impl Floods {
+    /// The opening of the window starting at `start` (of `window` seconds),
+    /// `draw` a uniform number in [0, 1): [`Opening::Write`] unless this
+    /// container's window just before was a flood and this is the first
+    /// decision of the new window here.
+    pub fn opening(&self, allowance: &str, start: Timestamp, window: u32, draw: f64) -> Opening {
+        let Some(t) = self.windows.get(allowance) else {
+            return Opening::Write;
+        };
+        if t.start != start - i64::from(window) || t.denied < FLOOD_RATIO * (t.admitted + 1) {
+            return Opening::Write;
+        }
+        let ratio = t.denied as f64 / (t.admitted + 1) as f64;
+        if !t.sat_out && draw >= FLOOD_RATIO as f64 / ratio {
+            Opening::SitOut
+        } else {
+            Opening::ReadFirst
+        }
+    }
+
+    /// Count one decision made in the window starting at `start`:
+    /// admitted, or denied for a limit (`sat_out`: by sitting the window out).
+    pub fn count(&mut self, allowance: &str, start: Timestamp, admitted: bool, sat_out: bool) {
+        let t = self.windows.entry(allowance.to_owned()).or_insert(Tally {
+            start,
+            admitted: 0,
+            denied: 0,
+            sat_out,
+        });
+        if t.start != start {
+            *t = Tally {
+                start,
+                admitted: 0,
+                denied: 0,
+                sat_out,
+            };
+        }
+        if admitted {
+            t.admitted += 1;
+        } else {
+            t.denied += 1;
+        }
+    }
+
+    /// Whether this container sits out the window starting at `start`.
+    pub fn sitting_out(&self, allowance: &str, start: Timestamp) -> bool {
+        self.windows
+            .get(allowance)
+            .is_some_and(|t| t.start == start && t.sat_out)
+    }
+
+    pub fn clear(&mut self) {
+        self.windows.clear();
+    }
+}
+
 /// How fast the items this container writes take admissions, from the
 /// write counts the writes return.
 #[derive(Debug, Default)]
@@ -208,6 +302,52 @@ mod tests {
         assert_eq!(e.blocked("a", 2, ("k1", 7), 99), None);
         e.clear("a");
         assert_eq!(e.blocked("a", 3, ("k1", 7), 99), None);
+    }
+
+    #[test]
+    fn a_flooded_window_makes_the_next_one_read_first_or_sit_out() {
+        let mut f = Floods::default();
+        assert_eq!(f.opening("a", 100, 1, 0.0), Opening::Write);
+        f.count("a", 99, true, false);
+        for _ in 0..15 {
+            f.count("a", 99, false, false);
+        }
+        // 15 denials for 1 admission: ratio 7.5, sit out with p = 1 - 4/7.5.
+        assert_eq!(f.opening("a", 100, 1, 0.0), Opening::ReadFirst);
+        assert_eq!(f.opening("a", 100, 1, 0.53), Opening::ReadFirst);
+        assert_eq!(f.opening("a", 100, 1, 0.54), Opening::SitOut);
+        assert_eq!(
+            f.opening("a", 101, 1, 0.9),
+            Opening::Write,
+            "only the next window"
+        );
+        assert_eq!(f.opening("b", 100, 1, 0.9), Opening::Write);
+        f.count("a", 100, false, true);
+        assert!(f.sitting_out("a", 100));
+        assert_eq!(
+            f.opening("a", 100, 1, 0.9),
+            Opening::Write,
+            "only the window's first decision"
+        );
+        for _ in 0..20 {
+            f.count("a", 100, false, true);
+        }
+        assert_eq!(
+            f.opening("a", 101, 1, 0.99),
+            Opening::ReadFirst,
+            "never two windows sat out in a row"
+        );
+        let mut near = Floods::default();
+        for _ in 0..8 {
+            near.count("a", 99, true, false);
+        }
+        near.count("a", 99, false, false);
+        near.count("a", 99, false, false);
+        assert_eq!(
+            near.opening("a", 100, 1, 0.99),
+            Opening::Write,
+            "a window that ended near its limit"
+        );
     }
 
     #[test]

@@ -51,11 +51,12 @@ use crate::limits::{day_string, Limits};
 use crate::model::{KeyRecord, KeyStatus};
 use crate::store::admission::{explain, Explained};
 use crate::store::items;
-use crate::store::shards::{grown, MAX_SHARDS};
+use crate::store::shards::{grown, grown_throttled, MAX_SHARDS};
 use crate::store::{
-    Admission, AdmitOutcome, AdmitPlan, CounterHints, KeyLookup, StoreError, Target, UsageMark,
+    Admission, AdmitOutcome, AdmitPlan, CounterHints, Granted, KeyLookup, StoreError, Target,
+    UsageMark,
 };
-use local::{Detail, Exhausted, Load};
+use local::{Detail, Exhausted, Floods, Load, Opening};
 
 /// Where the request's key was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +155,8 @@ struct Cache {
     grown: HashMap<String, Timestamp>,
     /// Admission rates of the items this container writes.
     load: Load,
+    /// How the latest rate window of each allowance went here.
+    floods: Floods,
 }
 
 /// The pipeline, with its store, clock and container-lifetime cache.
@@ -234,6 +237,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         let mut throttled = 0;
         // Whether the decision was made here, from marks (no write).
         let mut local = false;
+        // Whether this decision has read every shard after a refusal, and
+        // the item it wrote after a throttle.
+        let mut surveyed = false;
+        let mut peeked = false;
+        let opening = self.opening(&known.record, now);
+        let mut read_first = opening == Opening::ReadFirst;
         let outcome = loop {
             if let Some(reason) = check_record(&known.record, req, now) {
                 if known.consistent {
@@ -253,6 +262,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 }
             }
             let record = &known.record;
+            if opening == Opening::SitOut {
+                local = true;
+                break Err(DenyReason::RateLimited);
+            }
             let hints = self.hints(record, now);
             let target = match self.target(record, hints.shards, now) {
                 Ok(target) => target,
@@ -285,6 +298,22 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 now,
                 usage,
             );
+            // After a flooded window, the first decision of the next one
+            // reads what is left before writing (a read, from the read
+            // budget, instead of a refused write and a survey).
+            if std::mem::take(&mut read_first) {
+                requests += 1;
+                let spent = if single {
+                    self.peek(&plan, &record.limits, now).await.is_some()
+                } else {
+                    surveyed = true;
+                    self.survey(&plan, &record.limits, hints.shards, now).await;
+                    self.target(record, hints.shards, now).is_err()
+                };
+                if spent {
+                    continue;
+                }
+            }
             requests += 1;
             match self.store.admit(&plan).await {
                 Ok(AdmitOutcome::Admitted(granted)) => {
@@ -293,7 +322,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         self.count_detail(record, req, now);
                     }
                     if self.heating(record, target, granted.writes, now)
-                        && self.grow(record, hints.shards, now).await
+                        && self.grow(record, hints.shards, false, now).await
                     {
                         requests += 1;
                     }
@@ -336,6 +365,19 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         self.mark(record, item, reason, until);
                         if single {
                             break Err(reason);
+                        }
+                        // Refused again after reading every shard: the
+                        // units the read saw went to other containers
+                        // meanwhile; deny rather than chase them.
+                        if surveyed {
+                            break Err(reason);
+                        }
+                        // One read of every shard tells which others are
+                        // spent too: one request, not a failed write each.
+                        if !surveyed {
+                            surveyed = true;
+                            requests += 1;
+                            self.survey(&plan, &record.limits, hints.shards, now).await;
                         }
                     }
                     Explained::Retry(hints) => {
@@ -386,7 +428,28 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 Err(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
                     throttled += 1;
                     tracing::warn!(allowance = %record.allowance_id, shards = hints.shards, error = %e, "allowance write throttled");
-                    if self.grow(record, hints.shards, now).await {
+                    // A flood throttles too: read (from the partition's
+                    // read budget) whether a limit is spent before writing
+                    // again; a container that knows denies locally.
+                    if !peeked && (record.limits.quota.is_some() || record.limits.rate.is_some()) {
+                        peeked = true;
+                        requests += 1;
+                        if let Some(reason) = self.peek(&plan, &record.limits, now).await {
+                            if single {
+                                // Counted with the next flush: the
+                                // partition is busy enough.
+                                local = true;
+                                break Err(reason);
+                            }
+                            if !surveyed {
+                                surveyed = true;
+                                requests += 1;
+                                self.survey(&plan, &record.limits, hints.shards, now).await;
+                            }
+                            continue;
+                        }
+                    }
+                    if self.grow(record, hints.shards, true, now).await {
                         requests += 1;
                     }
                     // A moment before the next attempt, longer each time,
@@ -400,6 +463,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         };
 
         let record = &known.record;
+        self.tally(record, &outcome, opening == Opening::SitOut, now);
         let decision = match outcome {
             Ok(granted) => Decision::Allow(AllowContext {
                 key_id: record.key_id.clone(),
@@ -482,6 +546,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 cache.pruned.clear();
                 cache.exhausted = Exhausted::default();
                 cache.grown.clear();
+                cache.floods.clear();
             }
             cache.records.insert(
                 hash.as_str().to_owned(),
@@ -581,6 +646,121 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         }
     }
 
+    /// How this decision opens its key's rate window (see [`Opening`]):
+    /// only a key with a rate limit, in the first decision of a window
+    /// here after a flooded one, reads first or sits out; a container
+    /// sitting a window out denies all of it.
+    fn opening(&self, record: &KeyRecord, now: Timestamp) -> Opening {
+        let Some(rate) = record.limits.rate else {
+            return Opening::Write;
+        };
+        let start = rate.window_at(now).start;
+        let draw = rand::rng().random::<f64>();
+        let Ok(cache) = self.cache.lock() else {
+            return Opening::Write;
+        };
+        if cache.floods.sitting_out(&record.allowance_id, start) {
+            return Opening::SitOut;
+        }
+        cache
+            .floods
+            .opening(&record.allowance_id, start, rate.window, draw)
+    }
+
+    /// Count an admission or a limit denial in this container's tally of
+    /// the key's rate window.
+    fn tally(
+        &self,
+        record: &KeyRecord,
+        outcome: &Result<Granted, DenyReason>,
+        sat_out: bool,
+        now: Timestamp,
+    ) {
+        let Some(rate) = record.limits.rate else {
+            return;
+        };
+        let admitted = match outcome {
+            Ok(_) => true,
+            Err(DenyReason::QuotaExceeded | DenyReason::RateLimited) => false,
+            Err(_) => return,
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.floods.count(
+                &record.allowance_id,
+                rate.window_at(now).start,
+                admitted,
+                sat_out,
+            );
+        }
+    }
+
+    /// Read the item `plan` writes; if it shows a limit spent, mark it and
+    /// say which (a failed read says nothing: the writes still decide).
+    async fn peek(&self, plan: &AdmitPlan, limits: &Limits, now: Timestamp) -> Option<DenyReason> {
+        let item = match self.store.peek(&plan.allowance_id, plan.target).await {
+            Ok(item) => item?,
+            Err(e) => {
+                tracing::warn!(allowance = %plan.allowance_id, error = %e, "allowance read after a throttle failed");
+                return None;
+            }
+        };
+        let Explained::Deny(reason) = explain(plan, Some(&item), now) else {
+            return None;
+        };
+        let until = exhausted_until(limits, reason, now)?;
+        let mut cache = self.cache.lock().ok()?;
+        cache.exhausted.mark(
+            &plan.allowance_id,
+            item_of(plan.target),
+            (plan.key_id.as_str(), plan.version),
+            reason,
+            until,
+        );
+        Some(reason)
+    }
+
+    /// Read every shard of the allowance `plan` was refused on, and mark
+    /// those spent for this key's record version (a failed read marks
+    /// nothing: the writes still decide). A shard showing another layout
+    /// means the allowance grew: marks are dropped instead.
+    async fn survey(&self, plan: &AdmitPlan, limits: &Limits, shards: u32, now: Timestamp) {
+        let found = match self.store.survey(&plan.allowance_id, shards).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(allowance = %plan.allowance_id, error = %e, "shard survey failed");
+                return;
+            }
+        };
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        for (index, item) in (1..).zip(found) {
+            let Some(item) = item else { continue };
+            let on = plan.on(Target::Shard {
+                index,
+                count: shards,
+            });
+            match explain(&on, Some(&item), now) {
+                Explained::Deny(reason) => {
+                    if let Some(until) = exhausted_until(limits, reason, now) {
+                        cache.exhausted.mark(
+                            &plan.allowance_id,
+                            index,
+                            (plan.key_id.as_str(), plan.version),
+                            reason,
+                            until,
+                        );
+                    }
+                }
+                Explained::Reshard(_) => {
+                    cache.exhausted.clear(&plan.allowance_id);
+                    return;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// A new layout: marks of the old one no longer say anything.
     fn reshard(&self, allowance_id: &str, shards: u32) {
         if let Ok(mut cache) = self.cache.lock() {
@@ -593,13 +773,24 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
     /// The shard count to grow to, if this container may grow the
     /// allowance now (below the maximum, and not within a second of a
     /// growth it made or lost).
-    fn growth_due(&self, allowance_id: &str, shards: u32, now: Timestamp) -> Option<u32> {
+    fn growth_due(
+        &self,
+        allowance_id: &str,
+        shards: u32,
+        throttled: bool,
+        now: Timestamp,
+    ) -> Option<u32> {
         let cache = self.cache.lock().ok()?;
         let recent = cache
             .grown
             .get(allowance_id)
             .is_some_and(|at| now - *at < 1);
-        (shards < MAX_SHARDS && !recent).then(|| grown(shards))
+        let to = if throttled {
+            grown_throttled(shards)
+        } else {
+            grown(shards)
+        };
+        (shards < MAX_SHARDS && !recent).then_some(to)
     }
 
     /// Whether this container should grow the allowance now, before its
@@ -631,11 +822,11 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         rate.is_some_and(|r| r > hot) && rand::rng().random_range(0..GROWERS) == 0
     }
 
-    /// Grow the allowance beyond `shards`, if this container may now;
-    /// whether it asked the store (a failure is logged: the decision does
-    /// not depend on it).
-    async fn grow(&self, record: &KeyRecord, shards: u32, now: Timestamp) -> bool {
-        let Some(to) = self.growth_due(&record.allowance_id, shards, now) else {
+    /// Grow the allowance beyond `shards` (further when a write was
+    /// `throttled`), if this container may now; whether it asked the store
+    /// (a failure is logged: the decision does not depend on it).
+    async fn grow(&self, record: &KeyRecord, shards: u32, throttled: bool, now: Timestamp) -> bool {
+        let Some(to) = self.growth_due(&record.allowance_id, shards, throttled, now) else {
             return false;
         };
         // A fresh reading: this decision may have waited out throttles, and

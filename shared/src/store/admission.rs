@@ -266,6 +266,15 @@ impl AdmitPlan {
         }
     }
 
+    /// The same plan on another item of the allowance (to explain what a
+    /// survey read of that item shows).
+    pub fn on(&self, target: Target) -> Self {
+        Self {
+            target,
+            ..self.clone()
+        }
+    }
+
     /// [`Target::eligible`] for this plan's limits.
     fn eligible(&self, count: u32) -> u32 {
         let mut n = u64::from(count);

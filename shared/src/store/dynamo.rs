@@ -512,6 +512,26 @@ impl Admission for DynamoStore {
         self.grow_to(allowance_id, to, now).await
     }
 
+    async fn peek(&self, allowance_id: &str, target: Target) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::target_key(allowance_id, target)))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item)
+    }
+
+    async fn survey(
+        &self,
+        allowance_id: &str,
+        count: u32,
+    ) -> Result<Vec<Option<Item>>, StoreError> {
+        self.survey_shards(allowance_id, count).await
+    }
+
     async fn flush_usage(
         &self,
         allowance_id: &str,

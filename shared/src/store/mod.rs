@@ -25,7 +25,10 @@ pub mod shards;
 pub mod size;
 mod usage;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, Target, UsageMark};
 pub use audit::{AuditAction, AuditEvent};
@@ -149,6 +152,26 @@ pub trait Admission: Send + Sync {
     /// the shard count after it; [`StoreError::Conflict`] when another
     /// growth or a record change won the race.
     async fn grow(&self, allowance_id: &str, to: u32, now: Timestamp) -> Result<u32, StoreError>;
+    /// The item an admission plan for `target` writes, as it is now (one
+    /// strongly consistent `GetItem`: 1 RCU up to 4 KB, from the
+    /// partition's read budget, not its write budget). What a throttled
+    /// container reads to learn whether a limit is spent before it retries.
+    async fn peek(
+        &self,
+        allowance_id: &str,
+        target: Target,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError>;
+    /// Shards 1..=`count` of a sharded allowance as they are now: one
+    /// strongly consistent `BatchGetItem` (one request, 1 RCU per shard of
+    /// up to 4 KB), so a container refused by one shard learns which others
+    /// are spent without a failed write on each. A shard DynamoDB left
+    /// unprocessed, or that does not exist, is `None` (unknown); nothing is
+    /// retried.
+    async fn survey(
+        &self,
+        allowance_id: &str,
+        count: u32,
+    ) -> Result<Vec<Option<HashMap<String, AttributeValue>>>, StoreError>;
     /// Add usage detail counted in a container to the root: `counts`
     /// (attribute name, amount) are added, `slots` (attribute name, source
     /// address) set if still free. One `UpdateItem`.

@@ -10,9 +10,20 @@ use crate::clock::Timestamp;
 /// items (DynamoDB API Reference, TransactWriteItems).
 pub const MAX_SHARDS: u32 = 64;
 
-/// The shard count an allowance grows to from `from` (1: single).
+/// The shard count an allowance grows to from `from` (1: single) when its
+/// measured rate says it is heating: four times as many.
 pub fn grown(from: u32) -> u32 {
     (from.max(1) * 4).clamp(4, MAX_SHARDS)
+}
+
+/// The shard count an allowance grows to from `from` when a write to it
+/// was throttled: sixteen times as many (1 -> 16 -> 64). A throttle says
+/// demand is already past what the item's partition serves, by an amount
+/// no write count can show (a throttled write counts nothing), and every
+/// growth step costs the key a second or more of throttled decisions; two
+/// steps reach 64 shards, 64,000 write units a second.
+pub fn grown_throttled(from: u32) -> u32 {
+    grown(grown(from))
 }
 
 /// Shard `index`'s (1-based) even share of `limit` over `count` shards:
@@ -100,6 +111,15 @@ pub fn reslice(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttled_growth_takes_two_steps_to_the_maximum() {
+        assert_eq!((grown(1), grown(4), grown(16), grown(64)), (4, 16, 64, 64));
+        assert_eq!(
+            (grown_throttled(1), grown_throttled(4), grown_throttled(16)),
+            (16, 64, 64)
+        );
+    }
 
     #[test]
     fn shares_sum_to_the_limit() {

@@ -65,6 +65,9 @@ pub struct Scenario {
     pub seconds: f64,
     pub shape: Shape,
     pub limits: Limits,
+    /// Quota already used in the run's first quota period when it starts
+    /// (a client that spent its quota and keeps calling: a flood).
+    pub spent: u64,
     /// Wall-clock start of the run (epoch seconds, UTC).
     pub start: Timestamp,
     /// Concurrent containers at most (Lambda's default account concurrency
@@ -112,6 +115,32 @@ impl Clock for VirtualClock {
     fn now(&self) -> Timestamp {
         self.start + self.origin.elapsed().as_secs() as Timestamp
     }
+}
+
+/// Set the allowance's quota counter to `scenario.spent` in the run's
+/// first period, as earlier decisions would have left it.
+async fn spend(admin: &DynamoStore, record: &keygate::model::KeyRecord, scenario: &Scenario) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use keygate::store::items::{self, alw};
+    let quota = scenario.limits.quota.expect("a spent quota needs a quota");
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    admin
+        .client()
+        .update_item()
+        .table_name(TABLE)
+        .key(
+            items::PK,
+            AttributeValue::S(items::allowance_pk(&record.allowance_id)),
+        )
+        .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.to_owned()))
+        .update_expression("SET #qs = :qs, #qu = :qu")
+        .expression_attribute_names("#qs", alw::QUOTA_START)
+        .expression_attribute_names("#qu", alw::QUOTA_USED)
+        .expression_attribute_values(":qs", n(quota.period.window(scenario.start).start))
+        .expression_attribute_values(":qu", n(scenario.spent as i64))
+        .send()
+        .await
+        .expect("spend the quota in the model");
 }
 
 type Container = authorizer::Handler<DynamoStore, VirtualClock>;
@@ -227,6 +256,9 @@ async fn drive(scenario: &Scenario) -> Run {
         .create_key(&record, &crate::audit(&record, AuditAction::Issued))
         .await
         .expect("issue the key into the model");
+    if scenario.spent > 0 {
+        spend(&admin, &record, scenario).await;
+    }
     let events = Arc::new(events_for(key.expose()));
     let setup = model.lock().map(|mut m| m.take_stats()).unwrap_or_default();
     // Let the issue's writes leave the partitions' sliding second.

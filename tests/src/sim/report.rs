@@ -56,20 +56,35 @@ pub struct Figures {
     pub containers: usize,
 }
 
-/// Allowed beyond each limit, in any period or window.
-pub fn over_admitted(limits: &Limits, outcomes: &[Outcome]) -> u64 {
+/// Quota used before a run: `(start of the quota period, amount used)`.
+pub type Spent = Option<(Timestamp, u64)>;
+
+/// What `scenario` had used of its quota before the run started.
+pub fn spent_before(scenario: &Scenario) -> Spent {
+    let q = scenario.limits.quota?;
+    (scenario.spent > 0).then(|| (q.period.window(scenario.start).start, scenario.spent))
+}
+
+/// Allowed beyond each limit, in any period or window (with what was
+/// `spent` before the run counted in its period).
+pub fn over_admitted(limits: &Limits, spent: Spent, outcomes: &[Outcome]) -> u64 {
     let mut over = 0;
     if let Some(q) = limits.quota {
-        over += excess(outcomes, q.limit, |now| q.period.window(now).start);
+        over += excess(outcomes, q.limit, spent, |now| q.period.window(now).start);
     }
     if let Some(r) = limits.rate {
-        over += excess(outcomes, r.limit, |now| r.window_at(now).start);
+        over += excess(outcomes, r.limit, None, |now| r.window_at(now).start);
     }
     over
 }
 
-fn excess(outcomes: &[Outcome], limit: u64, window: impl Fn(Timestamp) -> Timestamp) -> u64 {
-    let mut per: HashMap<Timestamp, u64> = HashMap::new();
+fn excess(
+    outcomes: &[Outcome],
+    limit: u64,
+    spent: Spent,
+    window: impl Fn(Timestamp) -> Timestamp,
+) -> u64 {
+    let mut per: HashMap<Timestamp, u64> = spent.into_iter().collect();
     for o in outcomes.iter().filter(|o| o.allowed) {
         *per.entry(window(o.now)).or_default() += 1;
     }
@@ -77,8 +92,8 @@ fn excess(outcomes: &[Outcome], limit: u64, window: impl Fn(Timestamp) -> Timest
 }
 
 /// What an exact limiter would allow of these requests, in arrival order.
-pub fn ideal_allowed(limits: &Limits, outcomes: &[Outcome]) -> u64 {
-    let mut quota: HashMap<Timestamp, u64> = HashMap::new();
+pub fn ideal_allowed(limits: &Limits, spent: Spent, outcomes: &[Outcome]) -> u64 {
+    let mut quota: HashMap<Timestamp, u64> = spent.into_iter().collect();
     let mut rate: HashMap<Timestamp, u64> = HashMap::new();
     let mut allowed = 0;
     for o in outcomes {
@@ -123,7 +138,8 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
     let o = &run.outcomes;
     let decisions = o.len() as u64;
     let allowed = o.iter().filter(|x| x.allowed).count() as u64;
-    let ideal = ideal_allowed(&scenario.limits, o);
+    let spent = spent_before(scenario);
+    let ideal = ideal_allowed(&scenario.limits, spent, o);
     let limit_denied: Vec<&Outcome> = o
         .iter()
         .filter(|x| matches!(x.reason, Some("quota_exceeded" | "rate_limited")))
@@ -137,7 +153,7 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
         decisions,
         allowed,
         ideal_allowed: ideal,
-        over_admitted: over_admitted(&scenario.limits, o),
+        over_admitted: over_admitted(&scenario.limits, spent, o),
         under_admitted: ideal.saturating_sub(allowed),
         denied_by_error: o.iter().filter(|x| x.reason == Some("error")).count() as u64,
         rejected_at_cap: decisions - decided,
@@ -201,8 +217,12 @@ mod tests {
             at(day + 2, true),
             at(day + 3, true), // fourth of the day: over the quota
         ];
-        assert_eq!(over_admitted(&limits, &o), 2);
+        assert_eq!(over_admitted(&limits, None, &o), 2);
         // 2 before midnight; 2 at day, 1 at day+1 (quota 3 reached).
-        assert_eq!(ideal_allowed(&limits, &o), 5);
+        assert_eq!(ideal_allowed(&limits, None, &o), 5);
+        // With 2 of the first day's quota used before: one more that day.
+        let spent = Some((day - 86_400, 2));
+        assert_eq!(over_admitted(&limits, spent, &o), 3);
+        assert_eq!(ideal_allowed(&limits, spent, &o), 4);
     }
 }

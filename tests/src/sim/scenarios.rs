@@ -21,11 +21,18 @@ pub enum LimitCase {
     /// during the run (at a fifth of it, by an exact limiter that keeps up),
     /// then a flood of denials.
     QuotaNear,
+    /// A daily quota of 1% of the run's offered decisions, all used before
+    /// the run: a client retrying in a loop after its quota ran out (the
+    /// issue's flood).
+    QuotaFlood,
     /// A rate limit of 10 times the offered rate, per second.
     RateFar,
     /// A rate limit of 80% of the offered rate, per second: every second
     /// ends in denials.
     RateNear,
+    /// A rate limit of 1% of the offered rate, per second: a client sending
+    /// a hundred times what it may.
+    RateFlood,
 }
 
 impl LimitCase {
@@ -34,8 +41,10 @@ impl LimitCase {
             LimitCase::None => "no limits",
             LimitCase::QuotaFar => "quota far",
             LimitCase::QuotaNear => "quota near",
+            LimitCase::QuotaFlood => "quota flood",
             LimitCase::RateFar => "rate far",
             LimitCase::RateNear => "rate near",
+            LimitCase::RateFlood => "rate flood",
         }
     }
 
@@ -59,6 +68,14 @@ impl LimitCase {
                 quota: Some(daily(0.2)),
                 rate: None,
             },
+            LimitCase::QuotaFlood => Limits {
+                quota: Some(daily(0.01)),
+                rate: None,
+            },
+            LimitCase::RateFlood => Limits {
+                quota: None,
+                rate: Some(per_second(0.01)),
+            },
             LimitCase::RateFar => Limits {
                 quota: None,
                 rate: Some(per_second(10.0)),
@@ -75,7 +92,10 @@ impl LimitCase {
     fn start(self) -> Timestamp {
         match self {
             LimitCase::None | LimitCase::QuotaFar | LimitCase::RateFar => BEFORE_MIDNIGHT,
-            LimitCase::QuotaNear | LimitCase::RateNear => NOON,
+            LimitCase::QuotaNear
+            | LimitCase::QuotaFlood
+            | LimitCase::RateNear
+            | LimitCase::RateFlood => NOON,
         }
     }
 }
@@ -92,6 +112,10 @@ pub fn scenario(rate: f64, seconds: f64, shape: Shape, case: LimitCase) -> Scena
         seconds,
         shape,
         limits: case.limits(rate, seconds),
+        spent: match case {
+            LimitCase::QuotaFlood => case.limits(rate, seconds).quota.map_or(0, |q| q.limit),
+            _ => 0,
+        },
         start: case.start(),
         max_containers: 1000,
         seed: rate as u64 ^ (seconds * 1000.0) as u64,
@@ -106,8 +130,10 @@ pub fn bench(seconds: f64) -> Vec<Scenario> {
             LimitCase::None,
             LimitCase::QuotaFar,
             LimitCase::QuotaNear,
+            LimitCase::QuotaFlood,
             LimitCase::RateFar,
             LimitCase::RateNear,
+            LimitCase::RateFlood,
         ] {
             out.push(scenario(rate, seconds, Shape::Steady, case));
         }

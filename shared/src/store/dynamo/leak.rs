@@ -102,31 +102,45 @@ impl DynamoStore {
                 if attempt > ATTEMPTS {
                     return Err(StoreError::Unprocessed("BatchGetItem"));
                 }
-                let request = built(
-                    KeysAndAttributes::builder()
-                        .set_keys(Some(std::mem::take(&mut pending)))
-                        .consistent_read(consistent)
-                        .build(),
-                )?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
+                let (items, unprocessed) = self
+                    .batch_get_once(std::mem::take(&mut pending), consistent)
                     .await?;
-                found.extend(
-                    out.responses
-                        .and_then(|mut r| r.remove(&self.table))
-                        .unwrap_or_default(),
-                );
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .map(|k| k.keys)
-                    .unwrap_or_default();
+                found.extend(items);
+                pending = unprocessed;
             }
         }
         Ok(found)
+    }
+
+    /// One `BatchGetItem` of at most 100 keys: the items found, and the keys
+    /// DynamoDB handed back unprocessed.
+    pub(in crate::store) async fn batch_get_once(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+    ) -> Result<(Vec<Item>, Vec<Item>), StoreError> {
+        let request = built(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(consistent)
+                .build(),
+        )?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await?;
+        let found = out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default();
+        let unprocessed = out
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(&self.table))
+            .map(|k| k.keys)
+            .unwrap_or_default();
+        Ok((found, unprocessed))
     }
 
     /// The actions that flag the other live keys of `old`'s rotation lineage

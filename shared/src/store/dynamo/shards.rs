@@ -255,6 +255,28 @@ impl DynamoStore {
             .collect())
     }
 
+    /// Shards 1..=count as they are now, in order, from one strongly
+    /// consistent `BatchGetItem` and no retry (see [`crate::store::Admission::survey`]).
+    pub(in crate::store) async fn survey_shards(
+        &self,
+        allowance_id: &str,
+        count: u32,
+    ) -> Result<Vec<Option<Item>>, StoreError> {
+        let keys: Vec<Item> = (1..=count.min(crate::store::shards::MAX_SHARDS))
+            .map(|i| Self::shard_key(allowance_id, i))
+            .collect();
+        let (got, _unprocessed) = self.batch_get_once(keys, true).await?;
+        let mut found: HashMap<String, Item> = HashMap::new();
+        for item in got {
+            if let Some(pk) = item.get(items::PK).and_then(|v| v.as_s().ok()) {
+                found.insert(pk.clone(), item);
+            }
+        }
+        Ok((1..=count)
+            .map(|i| found.remove(&items::allowance_shard_pk(allowance_id, i)))
+            .collect())
+    }
+
     /// The allowance side of a record change: the caller's `root` update,
     /// guarded by the layout it was read in (and bumping the root's `av`),
     /// plus, on a sharded allowance, the same `kv` change on every shard,

@@ -143,10 +143,16 @@ impl DynamoStore {
         record: &KeyRecord,
         previous: u64,
     ) -> Result<TransactWriteItem, StoreError> {
+        self.put_if_version(Self::record_item(record)?, previous)
+    }
+
+    /// A transactional put of `item` if the stored item's `version` is
+    /// still `previous`.
+    fn put_if_version(&self, item: Item, previous: u64) -> Result<TransactWriteItem, StoreError> {
         let put = built(
             Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(Self::record_item(record)?))
+                .set_item(Some(item))
                 .condition_expression("#v = :prev")
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":prev", n(previous))

@@ -154,19 +154,10 @@ impl DynamoStore {
     /// A transactional put of `item` if the stored version is `previous`
     /// (`None`: if there is no item yet).
     fn put_at(&self, item: Item, previous: Option<u64>) -> Result<TransactWriteItem, StoreError> {
-        let Some(previous) = previous else {
-            return self.put_new(item);
-        };
-        let put = built(
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("#v = :prev")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":prev", n(previous))
-                .build(),
-        )?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        match previous {
+            Some(previous) => self.put_if_version(item, previous),
+            None => self.put_new(item),
+        }
     }
 
     async fn get_consistent(&self, key: Item) -> Result<Option<Item>, StoreError> {

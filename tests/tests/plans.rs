@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use keygate::clock::Clock;
 use keygate::manage::{Caller, ManageError};
-use keygate::plans::request::{CreatePlanRequest, SubscribeRequest};
+use keygate::plans::request::{CreatePlanRequest, SubscribeRequest, UpdatePlanRequest};
 use keygate::plans::{PlanLimits, PlanService, Subscription};
-use keygate::store::{items, PlanAdmin, PlanLookup, StoreError, SubscriptionChange};
+use keygate::store::{items, DynamoStore, PlanAdmin, PlanLookup, StoreError, SubscriptionChange};
 use keygate_tests::api::*;
-use keygate_tests::caught_up;
+use keygate_tests::faults::{Fault, FaultProxy};
+use keygate_tests::{caught_up, sdk_config};
 use serde_json::{json, Value};
 
 /// Scopes of a tenant key that may call the plan routes (and issue keys),
@@ -686,4 +687,57 @@ async fn keyctl_manages_plans_and_subscriptions() {
     let out = run(&["list"]);
     let page: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(page["plans"].as_array().unwrap().len(), 2, "{page}");
+}
+
+/// A re-stamp that fails answers 503 after the plan's new version is
+/// committed; the same update sent again finishes the re-stamp.
+#[tokio::test]
+async fn a_failed_restamp_answers_503_and_the_same_update_finishes_it() {
+    let api = api().await;
+    let admin = api.admin().await;
+    create(&api, &admin, "team", json!({"daily": 100})).await;
+    for owner in ["a", "b", "c"] {
+        assert_eq!(
+            subscribe(&api, &admin, owner, Some("team")).await.status,
+            200
+        );
+    }
+    let proxy = FaultProxy::to_emulator().await;
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
+        .endpoint_url(proxy.endpoint())
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .build();
+    let faulty = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), api.store.table());
+    let plans = PlanService::new(&faulty, &api.clock);
+    let update = || UpdatePlanRequest {
+        limits: Some(PlanLimits {
+            daily: Some(50),
+            ..PlanLimits::default()
+        }),
+        ..UpdatePlanRequest::default()
+    };
+    proxy.set_for("UpdateItem", Fault::ServerError);
+    let failed = plans
+        .update(&Caller::operator("test"), "team", update())
+        .await
+        .unwrap_err();
+    assert_eq!((failed.status(), failed.code()), (503, "unavailable"));
+    assert_eq!(keygate::manage::retry_after(failed.status()), Some(1));
+    assert_eq!(api.store.plan("team").await.unwrap().unwrap().version, 2);
+    assert_eq!(num(&allowance(&api, "a").await, "pd"), Some(100));
+
+    proxy.clear();
+    let done = plans
+        .update(&Caller::operator("test"), "team", update())
+        .await
+        .unwrap();
+    assert_eq!(done.version, 2, "the retry commits no new version");
+    for owner in ["a", "b", "c"] {
+        let stamp = allowance(&api, owner).await;
+        assert_eq!(
+            (num(&stamp, "pver"), num(&stamp, "pd"), num(&stamp, "pv")),
+            (Some(2), Some(50), Some(2)),
+            "{owner}"
+        );
+    }
 }

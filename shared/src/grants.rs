@@ -94,9 +94,7 @@ impl Grants {
                 return looser("a rate limit");
             };
             // No larger burst, and no higher sustained rate.
-            let sustained = u128::from(r.limit) * u128::from(own_r.window)
-                <= u128::from(own_r.limit) * u128::from(r.window);
-            if r.limit > own_r.limit || !sustained {
+            if !r.within(own_r) {
                 return looser("a rate limit");
             }
         }

@@ -17,7 +17,8 @@
 //! - [`table`]: the table definition, read from `template.yaml`;
 //! - [`usage`]: usage reports, billing totals and anomaly flags;
 //! - [`leak`]: leaked-key reports (GitHub secret scanning, manual);
-//! - [`portal`]: the developer portal and its one-time sessions.
+//! - [`portal`]: the developer portal and its one-time sessions;
+//! - [`plans`]: plans (named, versioned limits) and owners' subscriptions.
 
 pub mod address;
 pub mod authorize;
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod logs;
 pub mod manage;
 pub mod model;
+pub mod plans;
 pub mod portal;
 pub mod rotation;
 pub mod scope;

@@ -96,6 +96,16 @@ impl Period {
 }
 
 impl Rate {
+    /// Whether this rate is no looser than `ceiling`: no larger burst (at
+    /// most `ceiling.limit` requests in one window) and no higher sustained
+    /// rate (`limit / window`, compared without division). The one rule for
+    /// "within" wherever a rate is checked against another (grants, plans).
+    pub fn within(self, ceiling: Rate) -> bool {
+        let sustained = u128::from(self.limit) * u128::from(ceiling.window)
+            <= u128::from(ceiling.limit) * u128::from(self.window);
+        self.limit <= ceiling.limit && sustained
+    }
+
     /// The fixed window containing `now`.
     pub fn window_at(self, now: Timestamp) -> Window {
         let len = i64::from(self.window.max(1));

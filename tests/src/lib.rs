@@ -6,6 +6,7 @@
 //! run against anything but a loopback endpoint, so they can never touch a
 //! real AWS account.
 
+pub mod api;
 pub mod counting;
 pub mod events;
 pub mod faults;

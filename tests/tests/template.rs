@@ -88,8 +88,10 @@ fn each_function_is_allowed_exactly_what_it_uses() {
         ])
     );
     // The management API uses KeyAdmin (GetItem; transactions of Put and
-    // Update; Query on the owner index), SecretSink (create and put), and
-    // for manual leak reports LeakStore (BatchGetItem) and the notifier.
+    // Update; Query on the owner index), PlanAdmin (also a ConditionCheck of
+    // a plan's version and the Delete of a plan member item), SecretSink
+    // (create and put), and for manual leak reports LeakStore (BatchGetItem)
+    // and the notifier.
     assert_eq!(
         actions["KeysFunction"],
         set(&[
@@ -97,6 +99,8 @@ fn each_function_is_allowed_exactly_what_it_uses() {
             "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
             "dynamodb:Query",
             "secretsmanager:CreateSecret",
             "secretsmanager:PutSecretValue",
@@ -175,6 +179,15 @@ fn the_portal_deletes_only_links_and_sessions() {
     let (actions, leading) = leading_keys("PortalFunction", "dynamodb:DeleteItem");
     assert_eq!(actions, 1, "DeleteItem stands alone");
     assert_eq!(leading, set(&["PLINK#*", "PSESS#*"]));
+}
+
+/// The management API deletes nothing but plan member items (a moved
+/// owner's entry in its old plan's partition).
+#[test]
+fn the_management_api_deletes_only_plan_members() {
+    let (actions, leading) = leading_keys("KeysFunction", "dynamodb:DeleteItem");
+    assert_eq!(actions, 1, "DeleteItem stands alone");
+    assert_eq!(leading, set(&["PLANSUB#*"]));
 }
 
 /// The statement of `function`'s policy that allows `action`: how many

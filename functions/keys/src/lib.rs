@@ -16,7 +16,7 @@ use keygate::config::{ConfigError, Deployment};
 use keygate::leak::{EventBridgeNotifier, LeakPolicy, LeakService};
 use keygate::manage::{route, ApiRequest, Caller, KeyService};
 use keygate::secrets::{SecretSink, SecretsManager};
-use keygate::store::{DynamoStore, KeyAdmin};
+use keygate::store::{DynamoStore, KeyAdmin, PlanAdmin};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -97,7 +97,7 @@ pub fn respond(status: u16, content_type: &str, body: String) -> Response<Body> 
 /// Serve one HTTP request.
 pub async fn handle<S, C, X>(service: &KeyService<S, C, X>, req: Request) -> Response<Body>
 where
-    S: KeyAdmin,
+    S: KeyAdmin + PlanAdmin,
     C: Clock,
     X: SecretSink,
 {

@@ -6,6 +6,8 @@
 //! operator (an admin, audited as `operator:keyctl`): one implementation of
 //! issuance, validation, rotation and revocation.
 
+mod plan;
+
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -122,6 +124,9 @@ enum Command {
         #[arg(long)]
         owner: String,
     },
+    /// Plans and owners' subscriptions.
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
     /// Report a leaked key: the deployment's leak policy, as for a GitHub
     /// report. Names the key by --key-id, or reads the key itself from
     /// standard input (never an argument: arguments end up in shell
@@ -350,6 +355,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .await
                 .map_err(ManageError::from)?;
             eprintln!("ended {ended} portal session(s) of owner {owner}");
+        }
+        Command::Plan(command) => {
+            let plans = keygate::plans::PlanService::new(service.store(), service.clock());
+            println!("{}", plan::run(&plans, &op, command).await?);
         }
         Command::Events { key_id } => print(&service.events(&op, &key_id, None, None).await?),
         Command::ReportLeak {

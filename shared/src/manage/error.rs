@@ -20,6 +20,14 @@ pub enum ManageError {
     Forbidden { code: &'static str, message: String },
     #[error("no such key")]
     NotFound,
+    /// Something named that does not exist, with its own code
+    /// (`plan_not_found`).
+    #[error("{message}")]
+    NoSuch { code: &'static str, message: String },
+    /// A change refused by the stored state, with its own code
+    /// (`plan_exists`, `version_conflict`).
+    #[error("{message}")]
+    Clash { code: &'static str, message: String },
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed")]
@@ -68,7 +76,8 @@ impl ManageError {
         match self {
             ManageError::Unauthenticated => 401,
             ManageError::Forbidden { .. } => 403,
-            ManageError::NotFound | ManageError::NoRoute => 404,
+            ManageError::NotFound | ManageError::NoRoute | ManageError::NoSuch { .. } => 404,
+            ManageError::Clash { .. } => 409,
             ManageError::MethodNotAllowed => 405,
             ManageError::Invalid { .. } => 400,
             ManageError::UnsupportedMediaType => 415,
@@ -81,7 +90,10 @@ impl ManageError {
     pub fn code(&self) -> &'static str {
         match self {
             ManageError::Unauthenticated => "unauthenticated",
-            ManageError::Forbidden { code, .. } | ManageError::Invalid { code, .. } => code,
+            ManageError::Forbidden { code, .. }
+            | ManageError::Invalid { code, .. }
+            | ManageError::NoSuch { code, .. }
+            | ManageError::Clash { code, .. } => code,
             ManageError::NotFound => "not_found",
             ManageError::NoRoute => "no_route",
             ManageError::MethodNotAllowed => "method_not_allowed",

@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
+use crate::plans::PlanService;
 use crate::secrets::SecretSink;
-use crate::store::KeyAdmin;
+use crate::store::{KeyAdmin, PlanAdmin};
 
 use super::caller::Caller;
 use super::error::ManageError;
@@ -81,7 +82,8 @@ impl ApiRequest<'_> {
     }
 }
 
-fn ok<T: Serialize>(status: u16, body: &T) -> Result<ApiResponse, ManageError> {
+/// A JSON answer with `status`.
+pub(crate) fn ok<T: Serialize>(status: u16, body: &T) -> Result<ApiResponse, ManageError> {
     Ok(ApiResponse {
         status,
         body: serde_json::to_value(body).unwrap_or(Value::Null),
@@ -103,7 +105,7 @@ fn segments(path: &str) -> Option<Vec<&str>> {
 /// Serve one request.
 pub async fn route<S, C, X>(service: &KeyService<S, C, X>, req: ApiRequest<'_>) -> ApiResponse
 where
-    S: KeyAdmin,
+    S: KeyAdmin + PlanAdmin,
     C: Clock,
     X: SecretSink,
 {
@@ -126,12 +128,16 @@ async fn dispatch<S, C, X>(
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, ManageError>
 where
-    S: KeyAdmin,
+    S: KeyAdmin + PlanAdmin,
     C: Clock,
     X: SecretSink,
 {
     let segs = segments(req.path).ok_or(ManageError::NoRoute)?;
     let caller = req.caller.clone().ok_or(ManageError::Unauthenticated)?;
+    let plans = PlanService::new(service.store(), service.clock());
+    if let Some(answer) = crate::plans::http::dispatch(&plans, &caller, req, &segs).await {
+        return answer;
+    }
     match (segs.as_slice(), req.method) {
         (["keys"], "POST") => ok(
             201,

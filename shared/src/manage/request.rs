@@ -115,7 +115,7 @@ pub fn validate_source_url(url: &str) -> Result<(), ManageError> {
 /// An optional field that, when present, must hold a value: `null` is a
 /// wrong type (400 `invalid_type`), never a silent "absent" (in a PATCH it
 /// could be mistaken for "clear this field").
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -13,6 +13,7 @@ use crate::issue::{mint, KeySpec};
 use crate::key::KeyFormat;
 use crate::leak::{LeakHandler, Sighting};
 use crate::model::{KeyRecord, KeyStatus};
+use crate::plans::service::check_key_limits;
 use crate::rotation::{self, Delivery};
 use crate::secrets::SecretSink;
 use crate::store::{AuditAction, AuditEvent, KeyAdmin, StoreError};
@@ -69,6 +70,10 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    pub fn clock(&self) -> &C {
+        &self.clock
     }
 
     /// The no-escalation rule for `new`, against the caller's ceiling.
@@ -154,6 +159,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
         spec.metadata = req.metadata;
         let (key, record) = mint(&self.format, spec, now);
         self.check_grant(caller, &record).await?;
+        check_key_limits(&self.store, &record.owner, &record.limits).await?;
         let audit = AuditEvent::new(
             &record.key_id,
             record.version,
@@ -263,6 +269,9 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
             });
         }
         self.check_grant(caller, &new).await?;
+        if new.limits != old.limits {
+            check_key_limits(&self.store, &new.owner, &new.limits).await?;
+        }
         new.version += 1;
         let audit = AuditEvent::new(
             &old.key_id,
@@ -396,7 +405,7 @@ impl<S: KeyAdmin, C: Clock, X: SecretSink> KeyService<S, C, X> {
     }
 }
 
-fn cursor_error(err: StoreError) -> ManageError {
+pub(crate) fn cursor_error(err: StoreError) -> ManageError {
     match err {
         StoreError::InvalidCursor => ManageError::invalid(
             "invalid_cursor",
@@ -407,7 +416,7 @@ fn cursor_error(err: StoreError) -> ManageError {
     }
 }
 
-fn page_size(limit: Option<&str>) -> Result<i32, ManageError> {
+pub(crate) fn page_size(limit: Option<&str>) -> Result<i32, ManageError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(text) => text

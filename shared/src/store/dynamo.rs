@@ -1,6 +1,7 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
 mod leak;
+mod plans;
 mod portal;
 mod shards;
 
@@ -142,10 +143,16 @@ impl DynamoStore {
         record: &KeyRecord,
         previous: u64,
     ) -> Result<TransactWriteItem, StoreError> {
+        self.put_if_version(Self::record_item(record)?, previous)
+    }
+
+    /// A transactional put of `item` if the stored item's `version` is
+    /// still `previous`.
+    fn put_if_version(&self, item: Item, previous: u64) -> Result<TransactWriteItem, StoreError> {
         let put = built(
             Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(Self::record_item(record)?))
+                .set_item(Some(item))
                 .condition_expression("#v = :prev")
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":prev", n(previous))
@@ -355,6 +362,28 @@ impl DynamoStore {
             out.items.unwrap_or_default(),
             out.last_evaluated_key.as_ref().map(encode_cursor),
         ))
+    }
+
+    /// One page of a partition ([`DynamoStore::query_page`]), each item
+    /// mapped to a `T` (`what` names it in a mapping error).
+    pub(super) async fn query_mapped<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        index: Option<(&str, &str, &str)>,
+        partition: &str,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<Page<T>, StoreError> {
+        let (found, next) = self
+            .query_page(index, partition, None, limit, cursor)
+            .await?;
+        let items = found
+            .into_iter()
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping { what, source })
+            })
+            .collect::<Result<Vec<T>, _>>()?;
+        Ok(Page { items, next })
     }
 
     /// The allowance item a new key starts with.
@@ -968,21 +997,8 @@ impl KeyAdmin for DynamoStore {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<AuditEvent>, StoreError> {
-        let (found, next) = self
-            .query_page(None, &items::audit_pk(key_id.as_str()), None, limit, cursor)
-            .await?;
-        let events = found
-            .into_iter()
-            .map(|item| {
-                serde_dynamo::from_item(item).map_err(|source| StoreError::Mapping {
-                    what: "audit event",
-                    source,
-                })
-            })
-            .collect::<Result<Vec<AuditEvent>, _>>()?;
-        Ok(Page {
-            items: events,
-            next,
-        })
+        let partition = items::audit_pk(key_id.as_str());
+        self.query_mapped("audit event", None, &partition, limit, cursor)
+            .await
     }
 }

@@ -10,6 +10,18 @@
 //! | usage history | `UOWN#<owner>` | `<day>#<key_id>` | one key's finished day ([`crate::usage::DayUsage`]); `gpk` `UKEY#<key_id>`, `gsk` `<day>` |
 //! | usage report | `RPT#<owner>` | `<day>` | [`crate::usage::report::OwnerReport`] |
 //! | audit event | `AUDIT#<key_id>` | `<time>#<event id>` | [`AuditEvent`](crate::store::AuditEvent), immutable |
+//! | plan | `PLAN#<plan_id>` | `PLAN` | [`Plan`](crate::plans::model::Plan); `gpk` `PLANS`, `gsk` `<plan_id>` (listing, in the owner index) |
+//! | subscription | `OWNER#<owner>` | `PLAN` | [`Subscription`](crate::plans::model::Subscription): `plan_id` (absent: none), `since`, `version`, `history` (`[{plan_id, from}]`, the last [`MAX_HISTORY`](crate::plans::model::MAX_HISTORY) changes) |
+//! | plan member | `PLANSUB#<plan_id>` | `<owner>` | `owner`, `since`: present while the owner is on the plan |
+//! | owner plan allowance | `ALW#owner:<owner>` | `ALW` | the plan stamp ([`stamp`]); its counters belong to the authorizer |
+//! | plan / subscription audit event | `AUDIT#plan:<plan_id>`, `AUDIT#owner:<owner>` | `<time>#<event id>` | [`PlanEvent`](crate::plans::audit::PlanEvent), immutable |
+//!
+//! A plan's members are a partition of the table, not an index: a plan
+//! update re-stamps them with a strongly consistent `Query` right after it
+//! commits, so an owner subscribed a moment before is never missed (an
+//! index lags its table by about a second). Subscribing writes the member
+//! item, the subscription and the stamp in one transaction conditional on
+//! the plan's version; moving deletes the old member item in it too.
 //!
 //! The allowance item is what the authorizer's single conditional write
 //! touches: the map `kv` holds the current record version of every key that
@@ -79,6 +91,49 @@ pub fn allowance_shard_pk(allowance_id: &str, index: u32) -> String {
     format!("ALW#{allowance_id}#{index}")
 }
 
+pub const PLAN_SK: &str = "PLAN";
+/// Owner-index partition listing every plan (sorted by id).
+pub const PLAN_DIRECTORY: &str = "PLANS";
+
+pub fn plan_pk(plan_id: &str) -> String {
+    format!("PLAN#{plan_id}")
+}
+
+/// The partition of a plan's members, one item per subscribed owner.
+pub fn plan_member_pk(plan_id: &str) -> String {
+    format!("PLANSUB#{plan_id}")
+}
+
+/// The allowance an owner's keys share under its plan: `ALW#owner:<owner>`
+/// (a key's own allowance id is a key id, `key_...`, so they never meet).
+pub fn owner_allowance_id(owner: &str) -> String {
+    format!("owner:{owner}")
+}
+
+/// The plan stamp on an owner's plan allowance item (the contract with the
+/// authorizer). Written only by `DynamoStore::stamp_owner_plan`, never any
+/// other attribute of that item. An absent limit attribute is unlimited in
+/// that dimension; an item without `pid` is on no plan.
+pub mod stamp {
+    /// Plan id (S).
+    pub const PLAN_ID: &str = "pid";
+    /// Stamp version (N): `if_not_exists(pv, 0) + 1` on every change of the
+    /// stamp, so it strictly increases.
+    pub const STAMP_VERSION: &str = "pv";
+    /// The plan's version the stamp carries (N): re-stamping is
+    /// conditional on it being older, so a retry changes nothing twice.
+    pub const PLAN_VERSION: &str = "pver";
+    /// Rate limit (N) and its window in seconds (N).
+    pub const RATE_LIMIT: &str = "pr";
+    pub const RATE_WINDOW: &str = "pw";
+    /// Daily quota (N).
+    pub const DAILY: &str = "pd";
+    /// Monthly quota (N).
+    pub const MONTHLY: &str = "pm";
+}
+
+/// Audit partition of a key (`<key_id>`), a plan (`plan:<id>`) or an
+/// owner's subscription (`owner:<owner>`).
 pub fn audit_pk(key_id: &str) -> String {
     format!("AUDIT#{key_id}")
 }

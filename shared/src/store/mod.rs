@@ -11,7 +11,12 @@
 //! - [`LeakStore`]: leak reports, `BatchGetItem` (consistent) and
 //!   `TransactWriteItems` (the leak receiver);
 //! - [`PortalStore`]: developer-portal links and sessions, `PutItem`,
-//!   `DeleteItem`, `GetItem`, `Query` (the portal).
+//!   `DeleteItem`, `GetItem`, `Query` (the portal);
+//! - [`PlanLookup`]: plans and subscriptions, `GetItem` (key issuance,
+//!   which refuses a key wider than its owner's plan: part of [`KeyAdmin`]);
+//! - [`PlanAdmin`]: plans, subscriptions and owners' plan stamps,
+//!   `TransactWriteItems` (`Put`, `Update`, `Delete`, `ConditionCheck`),
+//!   `UpdateItem`, `Query` (the management API).
 //!
 //! [`DynamoStore`] implements them all over one table (see [`items`] for the
 //! layout).
@@ -20,6 +25,7 @@ pub mod admission;
 pub mod audit;
 mod dynamo;
 pub mod items;
+pub mod plans;
 pub mod portal;
 pub mod shards;
 pub mod size;
@@ -33,6 +39,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, Target, UsageMark};
 pub use audit::{AuditAction, AuditEvent};
 pub use dynamo::DynamoStore;
+pub use plans::{PlanAdmin, PlanLookup, Restamped, SubscriptionChange};
 pub use portal::{PortalGrant, PortalStore};
 pub use usage::{allowance_owner, DirectoryEntry, UsageStore};
 
@@ -213,9 +220,10 @@ pub trait LeakStore: Send + Sync {
 }
 
 /// Issuance and lifecycle of keys. Every change appends its audit event in
-/// the same transaction, so the trail cannot miss a change.
+/// the same transaction, so the trail cannot miss a change. Issuing reads
+/// the owner's plan ([`PlanLookup`]): a key's limits only narrow it.
 #[async_trait]
-pub trait KeyAdmin: Send + Sync {
+pub trait KeyAdmin: PlanLookup + Send + Sync {
     /// Store a new key with a new allowance of its own. Fails with
     /// [`StoreError::Conflict`] if the hash or id already exists.
     async fn create_key(&self, record: &KeyRecord, audit: &AuditEvent) -> Result<(), StoreError>;

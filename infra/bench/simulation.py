@@ -43,21 +43,26 @@ def cost_per_million(f: dict) -> float:
 
 def _table(sim: dict) -> list:
     out = [
-        "| scenario | offered | allowed | allowed/s | over-admitted | under-admitted "
-        "| failed closed | refused | throttles | requests / decision | WCU / allowed "
+        "| scenario | offered | allowed | allowed/s | allowed/s, 2nd half | over-admitted "
+        "| under-admitted | failed closed | refused | throttles | requests / decision "
+        "| WCU / allowed | WCU / allowed, 2nd half "
         "| RCU / decision | requests / limit denial | largest item | p50 / p99 | containers "
         "| $ / million decisions |",
-        "|" + "---|" * 17,
+        "|" + "---|" * 19,
     ]
     for row in sim["scenarios"]:
         f = row["figures"]
         flood = f["requests_per_limit_denial"]
+        late = f.get("allowed_per_second_late")
+        late_units = f.get("write_units_per_allowed_late")
         out.append(
             f"| {row['scenario']['name']} | {f['decisions']:,} | {f['allowed']:,} "
-            f"| {f['allowed_per_second']:,.0f} | {f['over_admitted']} "
+            f"| {f['allowed_per_second']:,.0f} "
+            f"| {'-' if late is None else f'{late:,.0f}'} | {f['over_admitted']} "
             f"| {f['under_admitted']:,} | {f['denied_by_error']:,} | {f['rejected_at_cap']:,} "
             f"| {f['throttles']:,} "
             f"| {f['requests_per_decision']:.2f} | {f['write_units_per_allowed']:.2f} "
+            f"| {'-' if late_units is None else f'{late_units:.2f}'} "
             f"| {f['read_units_per_decision']:.3f} "
             f"| {'-' if flood is None else f'{flood:.2f}'} "
             f"| {f['largest_item_bytes']:,} B "

@@ -97,6 +97,29 @@ pub struct AllowContext {
     pub quota_remaining: Option<u64>,
     /// Requests left in the current rate window, if the key has a rate limit.
     pub rate_remaining: Option<u64>,
+    /// The owner's plan and what is left of its limits, if it is on one.
+    pub plan: Option<PlanRemaining>,
+}
+
+/// Which limit a `quota_exceeded` or `rate_limited` deny hit: the key's
+/// own or its owner's plan, and the window (`day`, `month`, or the rate
+/// window as `<seconds>s`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitHit {
+    /// `key` or `plan`.
+    pub scope: &'static str,
+    pub window: String,
+    /// The plan's id, for a plan limit.
+    pub plan_id: Option<String>,
+}
+
+/// What is left of each limit of the owner's plan after an allowed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRemaining {
+    pub plan_id: String,
+    pub rate_remaining: Option<u64>,
+    pub daily_remaining: Option<u64>,
+    pub monthly_remaining: Option<u64>,
 }
 
 /// The outcome of checking a key.

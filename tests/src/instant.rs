@@ -57,6 +57,27 @@ impl Admission for InstantStore {
         Ok(to)
     }
 
+    async fn plan_stamp(
+        &self,
+        _: &str,
+    ) -> Result<Option<keygate::store::plan_admission::PlanStamp>, StoreError> {
+        Ok(None)
+    }
+
+    async fn spend_plan(
+        &self,
+        _: &keygate::store::plan_admission::PlanSpend,
+    ) -> Result<keygate::store::PlanOutcome, StoreError> {
+        Ok(keygate::store::PlanOutcome::Admitted(Default::default()))
+    }
+
+    async fn refund_plan(
+        &self,
+        _: &keygate::store::plan_admission::PlanSpend,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn peek(
         &self,
         _: &str,

@@ -252,3 +252,16 @@ pub fn v2_handler(
     };
     authorizer::Handler::new(authorizer, settings, "ak")
 }
+
+/// A `GET /orders/1` request (route `GET /orders/{id}`, from 203.0.113.9)
+/// presenting `key`: what the authorizer tests decide on.
+pub fn orders_request(key: &keygate::key::ApiKey) -> keygate::authorize::AuthRequest<'_> {
+    use std::net::{IpAddr, Ipv4Addr};
+    keygate::authorize::AuthRequest {
+        credential: keygate::authorize::Credential::Presented(key.expose()),
+        method: "GET",
+        path: "/orders/1",
+        route: Some("GET /orders/{id}"),
+        source_ip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9))),
+    }
+}

@@ -4,7 +4,6 @@
 //! allowance is forced onto more than one shard, and the growth a throttled
 //! partition triggers.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use keygate::authorize::{AuthConfig, AuthRequest, Authorizer, Credential};
@@ -97,13 +96,7 @@ impl Rig {
 }
 
 fn request(key: &ApiKey) -> AuthRequest<'_> {
-    AuthRequest {
-        credential: Credential::Presented(key.expose()),
-        method: "GET",
-        path: "/orders/1",
-        route: Some("GET /orders/{id}"),
-        source_ip: Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9))),
-    }
+    keygate_tests::orders_request(key)
 }
 
 /// `n` decisions spread over `containers`, all at once, each container

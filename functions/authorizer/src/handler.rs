@@ -78,6 +78,7 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
                     &resource_arn,
                     None,
                     Err(("malformed", Some(0))),
+                    None,
                 ));
             }
             Err(err) => {
@@ -102,6 +103,7 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
                 &incoming.resource_arn,
                 None,
                 Err(("malformed", Some(0))),
+                None,
             ));
         }
         let result = tokio::time::timeout(
@@ -110,15 +112,18 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
         )
         .await;
         let mut decided_at = None;
+        let mut hit = None;
         let (key_id, outcome) = match result {
             Ok(Ok(Verdict {
                 decision,
                 key_id,
                 requests,
                 at,
+                limit,
             })) => (
                 {
                     decided_at = Some(at);
+                    hit = limit;
                     key_id
                 },
                 match decision {
@@ -155,11 +160,14 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
             &incoming.resource_arn,
             key_id.as_deref(),
             outcome,
+            hit.as_ref(),
         );
         handled.at = decided_at;
         Ok(handled)
     }
 
+    /// Answer, log and count a decision (`hit`: the limit a limit deny hit).
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
         started: Instant,
@@ -168,6 +176,7 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
         resource_arn: &str,
         key_id: Option<&str>,
         outcome: Result<(keygate::decision::AllowContext, u32), (&'static str, Option<u32>)>,
+        hit: Option<&keygate::decision::LimitHit>,
     ) -> Handled {
         let latency_us = started.elapsed().as_micros() as u64;
         let (response, allowed, reason, requests) = match &outcome {
@@ -186,7 +195,7 @@ impl<S: KeyLookup + Admission, C: Clock> Handler<S, C> {
                 respond(
                     shape,
                     self.settings.v2_response,
-                    Answer::Deny(reason),
+                    Answer::Deny(reason, hit),
                     resource_arn,
                 ),
                 false,

@@ -13,7 +13,7 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerIamPolicyResponse, ApiGatewayV2CustomAuthorizerSimpleResponse,
 };
 use aws_lambda_events::iam::{IamPolicyEffect, IamPolicyStatement};
-use keygate::decision::AllowContext;
+use keygate::decision::{AllowContext, LimitHit};
 use serde_json::{json, Map, Value};
 
 use crate::event::Shape;
@@ -30,8 +30,9 @@ pub enum V2Response {
 #[derive(Debug, Clone, Copy)]
 pub enum Answer<'a> {
     Allow(&'a AllowContext),
-    /// Deny with a public reason (a deny reason's wire name, or `error`).
-    Deny(&'a str),
+    /// Deny with a public reason (a deny reason's wire name, or `error`),
+    /// and for a limit deny the limit it hit.
+    Deny(&'a str, Option<&'a LimitHit>),
 }
 
 /// Principal of denied requests (API Gateway requires one).
@@ -53,9 +54,28 @@ fn context(answer: Answer<'_>) -> Map<String, Value> {
             if let Some(r) = allow.rate_remaining {
                 ctx.insert("rateRemaining".into(), json!(r));
             }
+            if let Some(plan) = &allow.plan {
+                ctx.insert("planId".into(), json!(plan.plan_id));
+                for (name, left) in [
+                    ("planRateRemaining", plan.rate_remaining),
+                    ("planDailyRemaining", plan.daily_remaining),
+                    ("planMonthlyRemaining", plan.monthly_remaining),
+                ] {
+                    if let Some(left) = left {
+                        ctx.insert(name.into(), json!(left));
+                    }
+                }
+            }
         }
-        Answer::Deny(reason) => {
+        Answer::Deny(reason, hit) => {
             ctx.insert("reason".into(), json!(reason));
+            if let Some(hit) = hit {
+                ctx.insert("limit".into(), json!(hit.scope));
+                ctx.insert("window".into(), json!(hit.window));
+                if let Some(plan) = &hit.plan_id {
+                    ctx.insert("planId".into(), json!(plan));
+                }
+            }
         }
     }
     ctx
@@ -87,7 +107,7 @@ pub fn respond(shape: Shape, v2: V2Response, answer: Answer<'_>, resource_arn: &
     let allow = matches!(answer, Answer::Allow(_)) && !resource_arn.is_empty();
     let principal = match answer {
         Answer::Allow(a) => a.key_id.as_str().to_owned(),
-        Answer::Deny(_) => ANONYMOUS.to_owned(),
+        Answer::Deny(..) => ANONYMOUS.to_owned(),
     };
     let ctx = context(answer);
     let value = match (shape, v2) {

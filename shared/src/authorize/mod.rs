@@ -35,6 +35,7 @@
 //! for denials until it expires from the cache.
 
 pub mod local;
+mod plan;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -43,7 +44,7 @@ use std::sync::Mutex;
 use rand::Rng;
 
 use crate::clock::{Clock, Timestamp};
-use crate::decision::{AllowContext, Decision, DenyReason};
+use crate::decision::{AllowContext, Decision, DenyReason, LimitHit, PlanRemaining};
 use crate::hash::KeyHash;
 use crate::id::KeyId;
 use crate::key::KeyFormat;
@@ -51,12 +52,14 @@ use crate::limits::{day_string, Limits};
 use crate::model::{KeyRecord, KeyStatus};
 use crate::store::admission::{explain, Explained};
 use crate::store::items;
+use crate::store::plan_admission;
 use crate::store::shards::{grown, grown_throttled, MAX_SHARDS};
 use crate::store::{
     Admission, AdmitOutcome, AdmitPlan, CounterHints, Granted, KeyLookup, StoreError, Target,
     UsageMark,
 };
 use local::{Detail, Exhausted, Floods, Load, Opening};
+use plan::{PlanStep, Stamps};
 
 /// Where the request's key was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,8 @@ pub struct Verdict {
     /// behind (an attempt after throttling, or counters already in a later
     /// window), so an admission spends from the window of this reading.
     pub at: Timestamp,
+    /// For a `quota_exceeded` or `rate_limited` deny: which limit.
+    pub limit: Option<LimitHit>,
 }
 
 /// System failures: the caller must deny (fail closed).
@@ -157,6 +162,8 @@ struct Cache {
     load: Load,
     /// How the latest rate window of each allowance went here.
     floods: Floods,
+    /// Owners' plan stamps and plan counter hints.
+    plans: Stamps,
 }
 
 /// The pipeline, with its store, clock and container-lifetime cache.
@@ -225,6 +232,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                             key_id: None,
                             requests,
                             at: now,
+                            limit: None,
                         })
                     }
                     Err(e) => return Err(fail(requests, e)),
@@ -243,7 +251,15 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         let mut peeked = false;
         let opening = self.opening(&known.record, now);
         let mut read_first = opening == Opening::ReadFirst;
-        let outcome = loop {
+        // The owner's plan, if it is on one: spent first, held across the
+        // key's own attempts, given back if they refuse.
+        let mut plan = match self.plan_of(&known.record.owner, now, &mut requests).await {
+            Ok(plan) => plan,
+            Err(e) => return Err(fail(requests, e)),
+        };
+        let mut plan_grant: Option<(plan_admission::PlanSpend, plan_admission::PlanGranted)> = None;
+        let mut hit: Option<LimitHit> = None;
+        let looped: Result<Result<Granted, DenyReason>, AuthError> = async { Ok(loop {
             if let Some(reason) = check_record(&known.record, req, now) {
                 if known.consistent {
                     break Err(reason);
@@ -277,6 +293,34 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             attempts += 1;
             if attempts > self.config.max_attempts + hints.shards.min(MAX_SHARDS) + throttled {
                 return Err(AuthError::Contention { requests });
+            }
+            if let (None, Some(stamp)) = (&plan_grant, plan.clone()) {
+                match self.spend_plan(&stamp, now, &mut requests).await {
+                    PlanStep::Granted(spend, granted) => plan_grant = Some((spend, granted)),
+                    PlanStep::Denied(reason, limit) => {
+                        self.count_plan_denial(&stamp, reason, now);
+                        hit = Some(limit);
+                        local = true;
+                        break Err(reason);
+                    }
+                    PlanStep::Restamped(new) => {
+                        plan = new;
+                        continue;
+                    }
+                    PlanStep::Again => {
+                        now = now.max(self.clock.now());
+                        continue;
+                    }
+                    PlanStep::Failed(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
+                        throttled += 1;
+                        tracing::warn!(owner = %stamp.owner, error = %e, "plan allowance write throttled");
+                        let pause = rand::rng().random_range(2..=10) * u64::from(throttled);
+                        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                        now = now.max(self.clock.now());
+                        continue;
+                    }
+                    PlanStep::Failed(e) => return Err(fail(requests, e)),
+                }
             }
             let today = day_string(now);
             let item = item_of(target);
@@ -460,10 +504,30 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 }
                 Err(e) => return Err(fail(requests, e)),
             }
+        }) }
+        .await;
+        // A plan unit spent for a request the key's own allowance did not
+        // admit goes back.
+        let outcome = match looped {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                if let Some((spend, _)) = &plan_grant {
+                    self.refund(spend, &mut requests).await;
+                }
+                return Err(e);
+            }
         };
+        if outcome.is_err() {
+            if let Some((spend, _)) = plan_grant.take() {
+                self.refund(&spend, &mut requests).await;
+            }
+        }
 
         let record = &known.record;
         self.tally(record, &outcome, opening == Opening::SitOut, now);
+        if let (Err(reason), None) = (&outcome, &hit) {
+            hit = key_hit(&record.limits, *reason);
+        }
         let decision = match outcome {
             Ok(granted) => Decision::Allow(AllowContext {
                 key_id: record.key_id.clone(),
@@ -471,6 +535,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 scopes: record.scopes.clone(),
                 quota_remaining: granted.quota_remaining,
                 rate_remaining: granted.rate_remaining,
+                plan: plan_grant.map(|(spend, g)| PlanRemaining {
+                    plan_id: spend.stamp.plan_id,
+                    rate_remaining: g.rate_remaining,
+                    daily_remaining: g.daily_remaining,
+                    monthly_remaining: g.monthly_remaining,
+                }),
             }),
             Err(reason) if local || self.hints(record, now).shards > 1 => {
                 // Counted here, written with the next flush.
@@ -505,6 +575,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             key_id: Some(record.key_id.clone()),
             requests,
             at: now,
+            limit: hit,
         })
     }
 
@@ -547,6 +618,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 cache.exhausted = Exhausted::default();
                 cache.grown.clear();
                 cache.floods.clear();
+                cache.plans = Stamps::default();
             }
             cache.records.insert(
                 hash.as_str().to_owned(),
@@ -924,6 +996,7 @@ fn offline(reason: DenyReason, at: Timestamp) -> Verdict {
         key_id: None,
         requests: 0,
         at,
+        limit: None,
     }
 }
 
@@ -989,6 +1062,23 @@ fn item_of(target: Target) -> u32 {
         Target::Single => 0,
         Target::Shard { index, .. } => index,
     }
+}
+
+/// Which of the key's own limits a limit deny hit.
+fn key_hit(limits: &Limits, reason: DenyReason) -> Option<LimitHit> {
+    let window = match reason {
+        DenyReason::QuotaExceeded => match limits.quota?.period {
+            crate::limits::Period::Day => "day".to_owned(),
+            crate::limits::Period::Month => "month".to_owned(),
+        },
+        DenyReason::RateLimited => format!("{}s", limits.rate?.window),
+        _ => return None,
+    };
+    Some(LimitHit {
+        scope: "key",
+        window,
+        plan_id: None,
+    })
 }
 
 /// The end of the window or period a limit deny holds for (`None`: not a

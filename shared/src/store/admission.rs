@@ -103,7 +103,7 @@ pub enum Step {
 }
 
 impl Step {
-    fn from_seen(seen_start: Timestamp, current_start: Timestamp) -> Self {
+    pub(crate) fn from_seen(seen_start: Timestamp, current_start: Timestamp) -> Self {
         if seen_start >= current_start {
             Step::Continue(seen_start)
         } else {
@@ -197,6 +197,33 @@ pub struct Expression {
     pub condition: String,
     pub names: HashMap<String, String>,
     pub values: HashMap<String, AttributeValue>,
+}
+
+impl Expression {
+    /// `SET <set...> ADD <add...>` (the `SET` part only if any), conditions
+    /// joined by `AND`.
+    pub fn assemble(
+        set: &[String],
+        add: &[String],
+        cond: &[String],
+        names: HashMap<String, String>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Self {
+        let mut update = String::new();
+        if !set.is_empty() {
+            update.push_str("SET ");
+            update.push_str(&set.join(", "));
+            update.push(' ');
+        }
+        update.push_str("ADD ");
+        update.push_str(&add.join(", "));
+        Self {
+            update,
+            condition: cond.join(" AND "),
+            names,
+            values,
+        }
+    }
 }
 
 fn n(v: impl ToString) -> AttributeValue {
@@ -396,20 +423,7 @@ impl AdmitPlan {
             values.insert(":ip".into(), AttributeValue::S(route_label(ip)));
             set.push("#uip = if_not_exists(#uip, :ip)".into());
         }
-        let mut update = String::new();
-        if !set.is_empty() {
-            update.push_str("SET ");
-            update.push_str(&set.join(", "));
-            update.push(' ');
-        }
-        update.push_str("ADD ");
-        update.push_str(&add.join(", "));
-        Expression {
-            update,
-            condition: cond.join(" AND "),
-            names,
-            values,
-        }
+        Expression::assemble(&set, &add, &cond, names, values)
     }
 
     /// Read what is left from the attributes the update returned

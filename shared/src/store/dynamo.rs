@@ -1,6 +1,7 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
 mod leak;
+mod plan_spend;
 mod plans;
 mod portal;
 mod shards;
@@ -17,7 +18,10 @@ use aws_sdk_dynamodb::Client;
 
 use super::admission::{AdmitOutcome, AdmitPlan, Target};
 use super::items::{self, alw};
-use super::{Admission, AuditAction, AuditEvent, KeyAdmin, KeyLookup, Page, StoreError};
+use super::plan_admission::{PlanSpend, PlanStamp};
+use super::{
+    Admission, AuditAction, AuditEvent, KeyAdmin, KeyLookup, Page, PlanOutcome, StoreError,
+};
 use crate::clock::Timestamp;
 use crate::decision::DenyReason;
 use crate::hash::KeyHash;
@@ -66,6 +70,23 @@ impl DynamoStore {
     /// The key of an allowance item.
     pub(super) fn allowance_key(allowance_id: &str) -> Item {
         Self::key_of(items::allowance_pk(allowance_id), items::ALLOWANCE_SK)
+    }
+
+    /// One item by its key (one `GetItem`), if it exists.
+    pub(super) async fn get(
+        &self,
+        key: Item,
+        consistent: bool,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(consistent)
+            .send()
+            .await?;
+        Ok(out.item)
     }
 
     /// The item an admission plan writes: the root, or one shard.
@@ -490,18 +511,11 @@ impl KeyLookup for DynamoStore {
         hash: &KeyHash,
         consistent: bool,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_of(
-                items::key_pk(hash.as_str()),
-                items::KEY_SK,
-            )))
-            .consistent_read(consistent)
-            .send()
-            .await?;
-        out.item.map(Self::parse_record).transpose()
+        let key = Self::key_of(items::key_pk(hash.as_str()), items::KEY_SK);
+        self.get(key, consistent)
+            .await?
+            .map(Self::parse_record)
+            .transpose()
     }
 }
 
@@ -541,16 +555,20 @@ impl Admission for DynamoStore {
         self.grow_to(allowance_id, to, now).await
     }
 
+    async fn plan_stamp(&self, owner: &str) -> Result<Option<PlanStamp>, StoreError> {
+        self.read_plan_stamp(owner, false).await
+    }
+
+    async fn spend_plan(&self, spend: &PlanSpend) -> Result<PlanOutcome, StoreError> {
+        self.spend_from_plan(spend).await
+    }
+
+    async fn refund_plan(&self, spend: &PlanSpend) -> Result<(), StoreError> {
+        self.refund_to_plan(spend).await
+    }
+
     async fn peek(&self, allowance_id: &str, target: Target) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::target_key(allowance_id, target)))
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(out.item)
+        self.get(Self::target_key(allowance_id, target), true).await
     }
 
     async fn survey(

@@ -25,6 +25,7 @@ pub mod admission;
 pub mod audit;
 mod dynamo;
 pub mod items;
+pub mod plan_admission;
 pub mod plans;
 pub mod portal;
 pub mod shards;
@@ -159,6 +160,24 @@ pub trait Admission: Send + Sync {
     /// the shard count after it; [`StoreError::Conflict`] when another
     /// growth or a record change won the race.
     async fn grow(&self, allowance_id: &str, to: u32, now: Timestamp) -> Result<u32, StoreError>;
+    /// The owner's plan, as stamped on its plan allowance (one eventually
+    /// consistent `GetItem`, read with the key record: a new subscription
+    /// reaches a container within its record cache TTL; a change of a
+    /// stamp it knows, on the next request, through [`Admission::spend_plan`]).
+    async fn plan_stamp(
+        &self,
+        owner: &str,
+    ) -> Result<Option<plan_admission::PlanStamp>, StoreError>;
+    /// Spend one request from every limit of an owner's plan (one
+    /// conditional `UpdateItem` on `ALW#owner:<owner>`). A failed condition
+    /// comes back as [`PlanOutcome::Rejected`] with the item as it was.
+    async fn spend_plan(
+        &self,
+        spend: &plan_admission::PlanSpend,
+    ) -> Result<PlanOutcome, StoreError>;
+    /// Give back a spend the key's own allowance then refused (one
+    /// `UpdateItem`, conditional on the periods it counted in).
+    async fn refund_plan(&self, spend: &plan_admission::PlanSpend) -> Result<(), StoreError>;
     /// The item an admission plan for `target` writes, as it is now (one
     /// strongly consistent `GetItem`: 1 RCU up to 4 KB, from the
     /// partition's read budget, not its write budget). What a throttled
@@ -197,6 +216,14 @@ pub trait Admission: Send + Sync {
         reason: DenyReason,
         day: &str,
     ) -> Result<(), StoreError>;
+}
+
+/// What a spend from a plan allowance did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanOutcome {
+    Admitted(plan_admission::PlanGranted),
+    /// The condition failed; the item as it was, if it exists.
+    Rejected(Option<HashMap<String, AttributeValue>>),
 }
 
 /// Leak reports: find reported keys in batches, and mark one leaked.

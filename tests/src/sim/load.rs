@@ -101,6 +101,9 @@ pub struct Run {
     pub containers: usize,
     /// The model's stats right after the key was issued (not the run's).
     pub setup: Stats,
+    /// The run's stats when the first request of its second half arrived:
+    /// what the steady state after growth costs is the difference.
+    pub half: Stats,
 }
 
 /// The authorizer's clock in the simulation: the run's start plus the
@@ -281,10 +284,14 @@ async fn drive(scenario: &Scenario) -> Run {
         }
     }
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut half: Option<Stats> = None;
     let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0x5eed);
     let mut tasks = tokio::task::JoinSet::new();
     for (i, at) in arrivals(scenario).into_iter().enumerate() {
         tokio::time::sleep_until(origin + Duration::from_secs_f64(at)).await;
+        if half.is_none() && at >= scenario.seconds / 2.0 {
+            half = model.lock().ok().map(|m| m.stats().clone());
+        }
         let (c, cold) = match idle_rx.try_recv() {
             Ok(c) => (c, false),
             Err(_) if created < scenario.max_containers => {
@@ -359,5 +366,6 @@ async fn drive(scenario: &Scenario) -> Run {
         stats,
         containers: created,
         setup,
+        half: half.unwrap_or_default(),
     }
 }

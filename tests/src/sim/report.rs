@@ -49,6 +49,11 @@ pub struct Figures {
     pub requests_per_limit_denial: Option<f64>,
     /// Allowed decisions per virtual second, over the run.
     pub allowed_per_second: f64,
+    /// The same over the run's second half (after growth, for a key that
+    /// grew), and the write units per allowed decision there: the steady
+    /// state.
+    pub allowed_per_second_late: f64,
+    pub write_units_per_allowed_late: f64,
     /// Bytes of the largest item any write left.
     pub largest_item_bytes: usize,
     pub latency_p50_ms: f64,
@@ -145,6 +150,10 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
         .filter(|x| matches!(x.reason, Some("quota_exceeded" | "rate_limited")))
         .collect();
     let total = run.stats.total();
+    let late_allowed = o
+        .iter()
+        .filter(|x| x.allowed && x.arrived >= scenario.seconds / 2.0)
+        .count() as u64;
     let made: Vec<&Outcome> = o.iter().filter(|x| x.reason != Some(AT_CAP)).collect();
     let decided = made.len() as u64;
     let mut latencies: Vec<f64> = made.iter().map(|x| x.latency * 1000.0).collect();
@@ -171,6 +180,11 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
             )
         }),
         allowed_per_second: allowed as f64 / scenario.seconds.max(1e-9),
+        allowed_per_second_late: late_allowed as f64 / (scenario.seconds / 2.0).max(1e-9),
+        write_units_per_allowed_late: per(
+            total.write_units - run.half.total().write_units,
+            late_allowed,
+        ),
         largest_item_bytes: run.stats.largest_item,
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),

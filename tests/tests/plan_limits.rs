@@ -1,0 +1,372 @@
+//! Plans enforced by the authorizer (issue 17), against the emulator behind
+//! the realism layer: the keys of an owner on a plan spend from its one plan
+//! allowance, every limit of the plan at once, exactly under concurrency;
+//! plan changes reach the next request; a key's own stricter limits still
+//! deny.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use keygate::authorize::{AuthConfig, AuthRequest, Authorizer, Verdict};
+use keygate::clock::{Clock, ManualClock};
+use keygate::decision::{Decision, DenyReason};
+use keygate::issue::KeySpec;
+use keygate::key::{ApiKey, KeyEnv, KeyFormat};
+use keygate::limits::{Limits, Period, Quota, Rate};
+use keygate::manage::Caller;
+use keygate::plans::request::{CreatePlanRequest, SubscribeRequest, UpdatePlanRequest};
+use keygate::plans::{PlanLimits, PlanService};
+use keygate::scope::Scope;
+use keygate::store::{items, DynamoStore};
+use keygate_tests::realism::Config;
+use keygate_tests::{caught_up, logs, realism_store, store_key};
+
+/// 2026-11-30T12:00:00Z.
+const NOON: i64 = 1_796_040_000;
+const OWNER: &str = "acme";
+
+type Container = Authorizer<DynamoStore, ManualClock>;
+
+struct Rig {
+    store: DynamoStore,
+    clock: ManualClock,
+    format: KeyFormat,
+    _proxy: keygate_tests::realism::RealismProxy,
+}
+
+async fn rig() -> Rig {
+    logs::init();
+    let (proxy, store) = realism_store(Config::default()).await;
+    Rig {
+        store,
+        clock: ManualClock::at(NOON),
+        format: KeyFormat::new("ak", KeyEnv::Test).unwrap(),
+        _proxy: proxy,
+    }
+}
+
+fn operator() -> Caller {
+    Caller::operator("test")
+}
+
+impl Rig {
+    fn plans(&self) -> PlanService<'_, DynamoStore, ManualClock> {
+        PlanService::new(&self.store, &self.clock)
+    }
+
+    async fn plan(&self, plan_id: &str, limits: PlanLimits) {
+        let req = CreatePlanRequest {
+            plan_id: plan_id.into(),
+            name: plan_id.into(),
+            limits,
+        };
+        self.plans().create(&operator(), req).await.expect("plan");
+    }
+
+    async fn subscribe(&self, plan_id: Option<&str>) {
+        let req = SubscribeRequest {
+            plan_id: plan_id.map(str::to_owned),
+        };
+        self.plans()
+            .subscribe(&operator(), OWNER, req)
+            .await
+            .expect("subscribe");
+    }
+
+    async fn change(&self, plan_id: &str, limits: PlanLimits) {
+        let req = UpdatePlanRequest {
+            limits: Some(limits),
+            ..UpdatePlanRequest::default()
+        };
+        self.plans()
+            .update(&operator(), plan_id, req)
+            .await
+            .expect("update the plan");
+    }
+
+    async fn key(&self, limits: Limits) -> ApiKey {
+        let mut spec = KeySpec::new(OWNER, "k", vec![Scope::parse("GET /orders/*").unwrap()]);
+        spec.limits = limits;
+        store_key(&self.store, &self.format, spec, self.clock.now())
+            .await
+            .0
+    }
+
+    fn containers(&self, n: usize) -> Vec<Arc<Container>> {
+        (0..n)
+            .map(|_| {
+                Arc::new(Authorizer::new(
+                    self.store.clone(),
+                    self.clock.clone(),
+                    self.format.clone(),
+                    AuthConfig::default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The owner's plan allowance item, read strongly consistently (empty
+    /// if there is none).
+    async fn plan_allowance(&self) -> HashMap<String, AttributeValue> {
+        let pk = items::allowance_pk(&items::owner_allowance_id(OWNER));
+        self.store
+            .client()
+            .get_item()
+            .table_name(self.store.table())
+            .key(items::PK, AttributeValue::S(pk))
+            .key(items::SK, AttributeValue::S(items::ALLOWANCE_SK.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("read the plan allowance")
+            .item
+            .unwrap_or_default()
+    }
+}
+
+fn request(key: &ApiKey) -> AuthRequest<'_> {
+    keygate_tests::orders_request(key)
+}
+
+/// A key's own daily quota.
+fn own_daily(n: u64) -> Limits {
+    Limits {
+        quota: Some(Quota {
+            limit: n,
+            period: Period::Day,
+        }),
+        rate: None,
+    }
+}
+
+fn daily(n: u64) -> PlanLimits {
+    PlanLimits {
+        rate: None,
+        daily: Some(n),
+        monthly: None,
+    }
+}
+
+/// `per_container` decisions on each container, all containers at once,
+/// each deciding one at a time, cycling over `keys`.
+async fn burst(
+    containers: &[Arc<Container>],
+    keys: &[ApiKey],
+    per_container: usize,
+) -> Vec<Verdict> {
+    let mut tasks = Vec::new();
+    for (c, container) in containers.iter().enumerate() {
+        let container = container.clone();
+        let keys = keys.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..per_container {
+                let key = &keys[(c + i) % keys.len()];
+                out.push(container.authorize(&request(key)).await.expect("decided"));
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// Whether `container` allows a request with `key`.
+async fn allows(container: &Container, key: &ApiKey) -> bool {
+    container
+        .authorize(&request(key))
+        .await
+        .expect("decided")
+        .decision
+        .is_allow()
+}
+
+fn allowed(verdicts: &[Verdict]) -> usize {
+    verdicts.iter().filter(|v| v.decision.is_allow()).count()
+}
+
+fn denied(verdicts: &[Verdict], reason: DenyReason) -> Vec<&Verdict> {
+    verdicts
+        .iter()
+        .filter(|v| v.decision.deny_reason() == Some(reason))
+        .collect()
+}
+
+#[tokio::test]
+async fn three_keys_share_one_plan_exactly_with_its_rate_and_daily_quota_together() {
+    let rig = rig().await;
+    rig.plan(
+        "basic",
+        PlanLimits {
+            rate: Some(Rate {
+                limit: 30,
+                window: 1,
+            }),
+            daily: Some(100),
+            monthly: Some(10_000),
+        },
+    )
+    .await;
+    rig.subscribe(Some("basic")).await;
+    let keys = vec![
+        rig.key(Limits::default()).await,
+        rig.key(Limits::default()).await,
+        rig.key(Limits::default()).await,
+    ];
+    // A container learns of a new subscription with the key record, by an
+    // eventually consistent read: a second after, here.
+    caught_up().await;
+    let containers = rig.containers(6);
+    let mut all = Vec::new();
+    // Five seconds of 60 requests each: the rate lets 30 through a second,
+    // the day's quota stops the total at 100.
+    for second in 0..5 {
+        let verdicts = burst(&containers, &keys, 10).await;
+        let ok = allowed(&verdicts);
+        assert!(ok <= 30, "second {second}: {ok} allowed past the rate");
+        all.extend(verdicts);
+        rig.clock.advance(1);
+    }
+    assert_eq!(
+        allowed(&all),
+        100,
+        "exactly the day's quota, over three keys"
+    );
+    let rated = denied(&all, DenyReason::RateLimited);
+    let quota = denied(&all, DenyReason::QuotaExceeded);
+    assert_eq!(rated.len() + quota.len(), 200);
+    assert!(!rated.is_empty() && !quota.is_empty());
+    for v in &rated {
+        let hit = v.limit.as_ref().expect("the limit hit");
+        assert_eq!((hit.scope, hit.window.as_str()), ("plan", "1s"));
+        assert_eq!(hit.plan_id.as_deref(), Some("basic"));
+    }
+    for v in &quota {
+        let hit = v.limit.as_ref().expect("the limit hit");
+        assert_eq!((hit.scope, hit.window.as_str()), ("plan", "day"));
+    }
+    // Every allowed request shows what is left of each limit of the plan.
+    let mut daily_left: Vec<u64> = all
+        .iter()
+        .filter_map(|v| match &v.decision {
+            Decision::Allow(ctx) => {
+                let plan = ctx.plan.as_ref().expect("the plan's remaining");
+                assert_eq!(plan.plan_id, "basic");
+                assert!(plan.rate_remaining.unwrap() < 30);
+                assert!(plan.monthly_remaining.unwrap() < 10_000);
+                plan.daily_remaining
+            }
+            Decision::Deny(_) => None,
+        })
+        .collect();
+    daily_left.sort_unstable();
+    assert_eq!(daily_left, (0..100).collect::<Vec<u64>>(), "each unit once");
+    let item = rig.plan_allowance().await;
+    let n = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).cloned();
+    assert_eq!(n("pdu").as_deref(), Some("100"));
+    assert_eq!(n("pmu").as_deref(), Some("100"));
+    assert_eq!(n("pu#2026-11-30#basic#ok").as_deref(), Some("100"));
+}
+
+#[tokio::test]
+async fn upgrades_downgrades_and_moves_reach_the_next_request() {
+    let rig = rig().await;
+    rig.plan("small", daily(5)).await;
+    rig.plan("other", daily(3)).await;
+    rig.subscribe(Some("small")).await;
+    let key = rig.key(Limits::default()).await;
+    caught_up().await;
+    let [first, second]: [Arc<Container>; 2] = rig.containers(2).try_into().ok().unwrap();
+    for _ in 0..5 {
+        assert!(allows(&first, &key).await);
+    }
+    let over = first.authorize(&request(&key)).await.unwrap();
+    assert_eq!(over.decision, Decision::Deny(DenyReason::QuotaExceeded));
+
+    // Upgrade: what was used stays used; the next request is allowed. A
+    // container that was not denying sees it at once; one that was, within
+    // the second it denies locally.
+    rig.change("small", daily(8)).await;
+    assert!(allows(&second, &key).await);
+    rig.clock.advance(1);
+    assert!(allows(&first, &key).await);
+    assert_eq!(rig.plan_allowance().await["pdu"].as_n().unwrap(), "7");
+
+    // Downgrade below what is used: denied from the next request.
+    rig.change("small", daily(4)).await;
+    let down = second.authorize(&request(&key)).await.unwrap();
+    assert_eq!(down.decision, Decision::Deny(DenyReason::QuotaExceeded));
+
+    // A move to another plan: its own limits, from the next request (the
+    // day's use so far was on the other plan: the counters go with the
+    // owner, so 7 used of 3).
+    rig.clock.advance(1);
+    rig.subscribe(Some("other")).await;
+    let moved = first.authorize(&request(&key)).await.unwrap();
+    assert_eq!(moved.decision, Decision::Deny(DenyReason::QuotaExceeded));
+    assert_eq!(
+        moved.limit.as_ref().and_then(|h| h.plan_id.as_deref()),
+        Some("other")
+    );
+
+    // Off the plan: the key's own allowance only, from the next request.
+    rig.subscribe(None).await;
+    let free = second.authorize(&request(&key)).await.unwrap();
+    assert!(free.decision.is_allow(), "{free:?}");
+    let Decision::Allow(ctx) = free.decision else {
+        unreachable!()
+    };
+    assert_eq!(ctx.plan, None);
+}
+
+#[tokio::test]
+async fn a_key_with_its_own_stricter_limit_is_denied_by_it_and_gives_the_plan_unit_back() {
+    let rig = rig().await;
+    rig.plan("roomy", daily(100)).await;
+    rig.subscribe(Some("roomy")).await;
+    let strict = rig.key(own_daily(3)).await;
+    let open = rig.key(Limits::default()).await;
+    caught_up().await;
+    let container = rig.containers(1).remove(0);
+    for _ in 0..3 {
+        assert!(allows(&container, &strict).await);
+    }
+    let over = container.authorize(&request(&strict)).await.unwrap();
+    assert_eq!(over.decision, Decision::Deny(DenyReason::QuotaExceeded));
+    let hit = over.limit.expect("which limit");
+    assert_eq!((hit.scope, hit.window.as_str()), ("key", "day"));
+    // The plan counted only what was admitted: the refused request's unit
+    // went back.
+    assert_eq!(rig.plan_allowance().await["pdu"].as_n().unwrap(), "3");
+    let Decision::Allow(ctx) = container.authorize(&request(&open)).await.unwrap().decision else {
+        panic!("the plan still has room for the other key")
+    };
+    assert_eq!(ctx.plan.unwrap().daily_remaining, Some(96));
+    assert_eq!(
+        ctx.quota_remaining, None,
+        "that key has no quota of its own"
+    );
+}
+
+#[tokio::test]
+async fn keys_of_owners_without_a_plan_spend_only_their_own_allowance() {
+    let rig = rig().await;
+    let key = rig.key(own_daily(2)).await;
+    caught_up().await;
+    let container = rig.containers(1).remove(0);
+    let first = container.authorize(&request(&key)).await.unwrap();
+    // The record, the owner's (absent) plan stamp, the admission (twice if
+    // the container's first guess of the new allowance's counters missed).
+    assert!((3..=4).contains(&first.requests), "{first:?}");
+    let Decision::Allow(ctx) = first.decision else {
+        panic!("allowed")
+    };
+    assert_eq!((ctx.plan, ctx.quota_remaining), (None, Some(1)));
+    let next = container.authorize(&request(&key)).await.unwrap();
+    assert_eq!(next.requests, 1, "one write, as before plans");
+    assert!(rig.plan_allowance().await.is_empty(), "no plan item made");
+}

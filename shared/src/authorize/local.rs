@@ -15,11 +15,14 @@ pub const MAX_PENDING: usize = 100;
 
 /// Seconds usage detail waits in the container before it is flushed (on
 /// the container's next decision): the bound on what a container frozen for
-/// good loses. Every busy container flushes to the allowance's root, whose
-/// partition takes 1,000 write units a second and whose item (the day's
-/// detail) costs up to 6 a write: at one flush per 10 s, 1,600 containers
-/// fit (at one a second, the simulation's 1,000 containers throttled it).
-pub const FLUSH_AFTER: i64 = 10;
+/// good loses. Each container waits between half of it and all of it (drawn
+/// once), so containers started together do not flush together. Every busy
+/// container flushes to the allowance's root, whose item (the day's detail)
+/// costs up to 6 write units a write: at 1,000 containers, one flush per 10 s
+/// cost 0.05 write units per allowed decision at 10,000/s in the simulation
+/// (and throttled the root as they flushed in step); one per 30-60 s costs
+/// under 0.01.
+pub const FLUSH_AFTER: i64 = 60;
 
 /// A limit found exhausted on one item of an allowance (0: the root of a
 /// single allowance, else the shard index), for one key at one record
@@ -222,6 +225,9 @@ pub struct Pending {
 #[derive(Debug, Default)]
 pub struct Detail {
     pending: HashMap<String, Pending>,
+    /// This container's wait, in [`FLUSH_AFTER`] / 2 ..= [`FLUSH_AFTER`]
+    /// seconds (0: not drawn yet).
+    wait: i64,
 }
 
 impl Detail {
@@ -246,12 +252,15 @@ impl Detail {
 
     /// One allowance's detail that is due (old enough, or large), taken out.
     pub fn take_due(&mut self, now: Timestamp) -> Option<(String, Pending)> {
+        if self.wait == 0 {
+            use rand::Rng;
+            self.wait = rand::rng().random_range(FLUSH_AFTER / 2..=FLUSH_AFTER);
+        }
+        let wait = self.wait;
         let due = self
             .pending
             .iter()
-            .find(|(_, p)| {
-                now - p.since >= FLUSH_AFTER || p.counts.len() + p.slots.len() >= MAX_PENDING
-            })
+            .find(|(_, p)| now - p.since >= wait || p.counts.len() + p.slots.len() >= MAX_PENDING)
             .map(|(a, _)| a.clone())?;
         self.pending.remove(&due).map(|p| (due, p))
     }
@@ -366,7 +375,7 @@ mod tests {
         d.count("a", "u#d#k#r#GET /".into(), 10);
         d.slot("a", "u#d#k#ip3".into(), "192.0.2.1".into(), 10);
         assert_eq!(d.take_due(10), None);
-        assert_eq!(d.take_due(10 + FLUSH_AFTER - 1), None);
+        assert_eq!(d.take_due(10 + FLUSH_AFTER / 2 - 1), None);
         let (a, p) = d.take_due(10 + FLUSH_AFTER).unwrap();
         assert_eq!(a, "a");
         assert_eq!(p.counts["u#d#k#r#GET /"], 2);

@@ -65,6 +65,11 @@ pub struct Scenario {
     pub seconds: f64,
     pub shape: Shape,
     pub limits: Limits,
+    /// Keys of the owner sharing the load (1: one hot key). With a `plan`,
+    /// the owner is on it and every key spends from it; the keys have no
+    /// limits of their own.
+    pub keys: usize,
+    pub plan: Option<keygate::plans::PlanLimits>,
     /// Quota already used in the run's first quota period when it starts
     /// (a client that spent its quota and keeps calling: a flood).
     pub spent: u64,
@@ -144,6 +149,32 @@ async fn spend(admin: &DynamoStore, record: &keygate::model::KeyRecord, scenario
         .send()
         .await
         .expect("spend the quota in the model");
+}
+
+/// Put the owner on a plan of `limits`, through the plan service, and
+/// wait until an eventually consistent read sees it.
+async fn subscribe(admin: &DynamoStore, clock: VirtualClock, limits: keygate::plans::PlanLimits) {
+    use keygate::manage::Caller;
+    use keygate::plans::request::{CreatePlanRequest, SubscribeRequest};
+    let plans = keygate::plans::PlanService::new(admin, &clock);
+    let operator = Caller::operator("sim");
+    let plan = CreatePlanRequest {
+        plan_id: "shared".into(),
+        name: "shared".into(),
+        limits,
+    };
+    plans
+        .create(&operator, plan)
+        .await
+        .expect("create the plan");
+    let to = SubscribeRequest {
+        plan_id: Some("shared".into()),
+    };
+    plans
+        .subscribe(&operator, "acme", to)
+        .await
+        .expect("subscribe the owner");
+    tokio::time::sleep(super::model::STALE).await;
 }
 
 type Container = authorizer::Handler<DynamoStore, VirtualClock>;
@@ -244,25 +275,32 @@ async fn drive(scenario: &Scenario) -> Run {
         origin: tokio::time::Instant::now(),
     };
 
-    // The key, issued through the real store into the model.
+    // The keys, issued through the real store into the model.
     let admin = DynamoStore::new(sdk_client(&http, &config, usize::MAX), TABLE);
-    let mut key_spec = keygate::issue::KeySpec::new(
-        "acme",
-        "hot key",
-        vec![Scope::parse("GET /v1/*").expect("a scope")],
-    );
-    key_spec.limits = scenario.limits;
-    // Straight through the store, not `crate::store_key`: that one lists the
-    // key for the suite's log check, and a benchmark keeps no key anywhere.
-    let (key, record) = keygate::issue::mint(&config.format, key_spec, clock.now());
-    admin
-        .create_key(&record, &crate::audit(&record, AuditAction::Issued))
-        .await
-        .expect("issue the key into the model");
-    if scenario.spent > 0 {
-        spend(&admin, &record, scenario).await;
+    let mut events = Vec::new();
+    for _ in 0..scenario.keys.max(1) {
+        let mut key_spec = keygate::issue::KeySpec::new(
+            "acme",
+            "hot key",
+            vec![Scope::parse("GET /v1/*").expect("a scope")],
+        );
+        key_spec.limits = scenario.limits;
+        // Straight through the store, not `crate::store_key`: that one lists
+        // the key for the suite's log check, and a benchmark keeps no key.
+        let (key, record) = keygate::issue::mint(&config.format, key_spec, clock.now());
+        admin
+            .create_key(&record, &crate::audit(&record, AuditAction::Issued))
+            .await
+            .expect("issue the key into the model");
+        if scenario.spent > 0 {
+            spend(&admin, &record, scenario).await;
+        }
+        events.push(events_for(key.expose()));
     }
-    let events = Arc::new(events_for(key.expose()));
+    if let Some(limits) = scenario.plan {
+        subscribe(&admin, clock, limits).await;
+    }
+    let events = Arc::new(events);
     let setup = model.lock().map(|mut m| m.take_stats()).unwrap_or_default();
     // Let the issue's writes leave the partitions' sliding second.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -314,7 +352,8 @@ async fn drive(scenario: &Scenario) -> Run {
                 continue;
             }
         };
-        let mut event = events[rng.random_range(0..ROUTES)].clone();
+        let key = rng.random_range(0..events.len());
+        let mut event = events[key][rng.random_range(0..ROUTES)].clone();
         let ip = format!(
             "198.51.{}.{}",
             100 + rng.random_range(0..CLIENT_IPS) / 250,

@@ -144,7 +144,8 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
     let decisions = o.len() as u64;
     let allowed = o.iter().filter(|x| x.allowed).count() as u64;
     let spent = spent_before(scenario);
-    let ideal = ideal_allowed(&scenario.limits, spent, o);
+    let limits = super::scenarios::judged_limits(scenario);
+    let ideal = ideal_allowed(&limits, spent, o);
     let limit_denied: Vec<&Outcome> = o
         .iter()
         .filter(|x| matches!(x.reason, Some("quota_exceeded" | "rate_limited")))
@@ -162,7 +163,7 @@ pub fn figures(scenario: &Scenario, run: &Run) -> Figures {
         decisions,
         allowed,
         ideal_allowed: ideal,
-        over_admitted: over_admitted(&scenario.limits, spent, o),
+        over_admitted: over_admitted(&limits, spent, o),
         under_admitted: ideal.saturating_sub(allowed),
         denied_by_error: o.iter().filter(|x| x.reason == Some("error")).count() as u64,
         rejected_at_cap: decisions - decided,

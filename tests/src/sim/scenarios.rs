@@ -112,6 +112,8 @@ pub fn scenario(rate: f64, seconds: f64, shape: Shape, case: LimitCase) -> Scena
         seconds,
         shape,
         limits: case.limits(rate, seconds),
+        keys: 1,
+        plan: None,
         spent: match case {
             LimitCase::QuotaFlood => case.limits(rate, seconds).quota.map_or(0, |q| q.limit),
             _ => 0,
@@ -119,6 +121,40 @@ pub fn scenario(rate: f64, seconds: f64, shape: Shape, case: LimitCase) -> Scena
         start: case.start(),
         max_containers: 1000,
         seed: rate as u64 ^ (seconds * 1000.0) as u64,
+    }
+}
+
+/// Ten keys of one owner on a plan, `rate` decisions/s in all: a rate of
+/// 80% of the offered rate per second and a daily quota of half the run's
+/// offered decisions, so both limits are reached (issue 17).
+pub fn shared_plan(rate: f64, seconds: f64) -> Scenario {
+    let mut s = scenario(rate, seconds, Shape::Steady, LimitCase::None);
+    s.name = format!("{}/s steady, plan of 10 keys", rate as u64);
+    s.keys = 10;
+    s.plan = Some(keygate::plans::PlanLimits {
+        rate: Some(Rate {
+            limit: (rate * 0.8).round() as u64,
+            window: 1,
+        }),
+        daily: Some((rate * seconds * 0.5).round() as u64),
+        monthly: None,
+    });
+    s.start = NOON;
+    s
+}
+
+/// The limits a scenario's decisions are judged against: the plan's (its
+/// rate and daily quota) when the owner is on one, else the key's.
+pub fn judged_limits(s: &Scenario) -> Limits {
+    match s.plan {
+        Some(plan) => Limits {
+            quota: plan.daily.map(|limit| Quota {
+                limit,
+                period: Period::Day,
+            }),
+            rate: plan.rate,
+        },
+        None => s.limits,
     }
 }
 
@@ -141,5 +177,6 @@ pub fn bench(seconds: f64) -> Vec<Scenario> {
             out.push(scenario(rate, seconds, Shape::Burst, case));
         }
     }
+    out.push(shared_plan(10_000.0, seconds));
     out
 }

@@ -16,7 +16,7 @@ use keygate::store::{items, UsageMark};
 use keygate::table::TableSpec;
 use keygate_tests::sim::load::{arrivals, Run, COLD_START};
 use keygate_tests::sim::model::Model;
-use keygate_tests::sim::scenarios::{scenario, LimitCase, NOON};
+use keygate_tests::sim::scenarios::{scenario, shared_plan, LimitCase, NOON};
 use keygate_tests::sim::{simulate, wire, Figures, Scenario, Shape};
 use serde_json::{json, Value};
 
@@ -71,8 +71,9 @@ fn a_quiet_key_costs_one_request_per_decision_and_is_never_throttled() {
     check(&s, &run, &f);
     assert_eq!(f.allowed, 200, "{f:?}");
     assert_eq!((f.throttles, f.under_admitted), (0, 0), "{f:?}");
-    // One conditional write each, plus each warm container's first read.
-    let reads = f.containers as f64 / f.decisions as f64;
+    // One conditional write each, plus each warm container's first reads
+    // (the key record, and its owner's plan stamp).
+    let reads = 2.0 * f.containers as f64 / f.decisions as f64;
     assert!(
         (f.requests_per_decision - 1.0 - reads).abs() < 0.011,
         "{f:?}"
@@ -292,4 +293,25 @@ fn the_model_evaluates_the_authorizers_admission_as_dynamodb_does() {
     let stats = model.stats().ops["UpdateItem"];
     assert_eq!((stats.requests, stats.condition_failed), (8, 4));
     assert!(stats.write_units >= 8.0, "{stats:?}");
+}
+
+#[test]
+fn ten_keys_sharing_a_plan_never_over_admit_it() {
+    // A rate of 800/s and a daily quota of 1,000 over 2 s at 1,000/s: both
+    // are reached, over ten keys of one owner.
+    let s = shared_plan(1_000.0, 2.0);
+    let (run, f) = simulate(&s);
+    check(&s, &run, &f);
+    let rated = run
+        .outcomes
+        .iter()
+        .filter(|o| o.reason == Some("rate_limited"))
+        .count();
+    let quota = run
+        .outcomes
+        .iter()
+        .filter(|o| o.reason == Some("quota_exceeded"))
+        .count();
+    assert!(rated > 0 && quota > 0, "both limits reached: {f:?}");
+    assert!(f.allowed <= 1_000, "{f:?}");
 }

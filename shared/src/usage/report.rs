@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::plan_usage::OwnerPlanUsage;
 use super::{Day, DayUsage};
 use crate::leak::LeakPolicy;
 use crate::limits::Period;
@@ -82,8 +83,16 @@ pub enum Flag {
     IpNotAllowed { key_id: String, denied: u64 },
     /// Addresses the key was not used from in the previous 30 days.
     NewSourceIp { key_id: String, ips: Vec<String> },
+    /// A quota's period is nearly spent: a key's own quota (with its
+    /// rotated successors), or the owner's plan's daily or monthly quota
+    /// (`scope: "plan"`, no `key_id`).
     NearQuota {
-        key_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_id: Option<String>,
+        #[serde(default)]
+        scope: QuotaScope,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan_id: Option<String>,
         used: u64,
         limit: u64,
         period: Period,
@@ -110,6 +119,17 @@ pub enum Flag {
     },
 }
 
+/// Whose quota a [`Flag::NearQuota`] is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaScope {
+    /// A key's own quota (reports stored before plans say nothing: key).
+    #[default]
+    Key,
+    /// The quota of the plan the owner is on, shared by all its keys.
+    Plan,
+}
+
 impl Flag {
     pub fn name(&self) -> &'static str {
         match self {
@@ -124,16 +144,17 @@ impl Flag {
         }
     }
 
-    pub fn key_id(&self) -> &str {
+    /// The key flagged; `None` for a flag about the owner's plan.
+    pub fn key_id(&self) -> Option<&str> {
         match self {
             Flag::TrafficSpike { key_id, .. }
             | Flag::HighDenyRatio { key_id, .. }
             | Flag::IpNotAllowed { key_id, .. }
             | Flag::NewSourceIp { key_id, .. }
-            | Flag::NearQuota { key_id, .. }
             | Flag::Unused { key_id, .. }
             | Flag::Leaked { key_id, .. }
-            | Flag::LineageLeaked { key_id, .. } => key_id,
+            | Flag::LineageLeaked { key_id, .. } => Some(key_id),
+            Flag::NearQuota { key_id, .. } => key_id.as_deref(),
         }
     }
 }
@@ -168,17 +189,21 @@ fn requests_on(days: Option<&Days>, day: Day) -> u64 {
 }
 
 /// Build the report of `day` for `owner` from its keys and their usage
-/// (`usage[key_id][day]`, covering at least [`lookback`] days before).
+/// (`usage[key_id][day]`, covering at least [`lookback`] days before), and
+/// its plan (quotas and per-plan days over the same days).
 pub fn build(
     owner: &str,
     day: Day,
     keys: &[KeyRecord],
     usage: &BTreeMap<String, Days>,
+    plan: &OwnerPlanUsage,
     t: &Thresholds,
     generated_at: i64,
 ) -> OwnerReport {
-    // Leak flags first: the ones a stored report must never drop.
+    // Leak flags first: the ones a stored report must never drop; then the
+    // owner's plan (at most two flags).
     let mut flags: Vec<Flag> = keys.iter().flat_map(|k| leaks(k, day)).collect();
+    flags.extend(plan_near_quota(plan, day, t));
     let mut total = DayUsage::default();
     let mut active = 0;
     for key in keys {
@@ -343,11 +368,36 @@ fn near_quota(
         })
         .sum();
     (used as f64 >= t.quota_warn * quota.limit as f64).then(|| Flag::NearQuota {
-        key_id: key.key_id.as_str().to_owned(),
+        key_id: Some(key.key_id.as_str().to_owned()),
+        scope: QuotaScope::Key,
+        plan_id: None,
         used,
         limit: quota.limit,
         period: quota.period,
     })
+}
+
+/// The owner's plan quotas, daily and monthly, in the periods containing
+/// `day`: flagged at the same share as a key's quota.
+fn plan_near_quota(plan: &OwnerPlanUsage, day: Day, t: &Thresholds) -> Vec<Flag> {
+    let Some(quotas) = &plan.quotas else {
+        return Vec::new();
+    };
+    [Period::Day, Period::Month]
+        .into_iter()
+        .filter_map(|period| {
+            let limit = quotas.limit(period).filter(|l| *l > 0)?;
+            let used = quotas.used(period, day, &plan.days);
+            (used as f64 >= t.quota_warn * limit as f64).then(|| Flag::NearQuota {
+                key_id: None,
+                scope: QuotaScope::Plan,
+                plan_id: Some(quotas.plan_id.clone()),
+                used,
+                limit,
+                period,
+            })
+        })
+        .collect()
 }
 
 fn unused(

@@ -427,3 +427,88 @@ fn unused(
         last_used,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::shards::Counter;
+    use crate::usage::plan_usage::{PlanDays, PlanQuotas};
+
+    fn plan(
+        daily: Option<u64>,
+        monthly: Option<u64>,
+        day_used: u64,
+        days: PlanDays,
+    ) -> OwnerPlanUsage {
+        let day = Day::parse("2026-11-29").unwrap();
+        OwnerPlanUsage {
+            quotas: Some(PlanQuotas {
+                plan_id: "pro".into(),
+                daily,
+                monthly,
+                day: Counter {
+                    start: Some(day.start()),
+                    used: day_used,
+                },
+                month: Counter::default(),
+            }),
+            days,
+        }
+    }
+
+    fn allowed(n: u64) -> DayUsage {
+        DayUsage {
+            allowed: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_quotas_are_flagged_at_the_key_threshold() {
+        let day = Day::parse("2026-11-29").unwrap();
+        let t = Thresholds::default();
+        let month = PlanDays::from([
+            (("free".into(), "2026-11-01".into()), allowed(74)),
+            (("pro".into(), "2026-11-29".into()), allowed(6)),
+        ]);
+        // 8 of 10 today and 80 of 100 this month: both at 0.8.
+        let flags = plan_near_quota(&plan(Some(10), Some(100), 8, month.clone()), day, &t);
+        let got: Vec<(Period, u64, u64)> = flags
+            .iter()
+            .map(|f| match f {
+                Flag::NearQuota {
+                    key_id: None,
+                    scope: QuotaScope::Plan,
+                    plan_id: Some(p),
+                    used,
+                    limit,
+                    period,
+                } if p == "pro" => (*period, *used, *limit),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![(Period::Day, 8, 10), (Period::Month, 80, 100)]);
+        // Just under, unlimited, or on no plan: nothing.
+        assert!(plan_near_quota(&plan(Some(11), Some(101), 8, month.clone()), day, &t).is_empty());
+        assert!(plan_near_quota(&plan(None, None, 8, month), day, &t).is_empty());
+        assert!(plan_near_quota(&OwnerPlanUsage::default(), day, &t).is_empty());
+    }
+
+    #[test]
+    fn a_stored_key_flag_from_before_plans_reads_as_a_key_flag() {
+        let old = r#"{"flag":"near_quota","key_id":"key_a","used":8,"limit":10,"period":"day"}"#;
+        let flag: Flag = serde_json::from_str(old).unwrap();
+        assert_eq!(flag.key_id(), Some("key_a"));
+        assert!(matches!(
+            flag,
+            Flag::NearQuota {
+                scope: QuotaScope::Key,
+                plan_id: None,
+                ..
+            }
+        ));
+        let text = serde_json::to_value(&flag).unwrap();
+        assert_eq!(text["scope"], "key");
+        assert!(text.get("plan_id").is_none());
+    }
+}

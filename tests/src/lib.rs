@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod realism;
 pub mod runtime_api;
 pub mod sim;
+pub mod usage_routes;
 
 use keygate::store::DynamoStore;
 use keygate::table::TableSpec;

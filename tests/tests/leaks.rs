@@ -450,15 +450,17 @@ async fn the_other_key_of_a_rotated_lineage_keeps_working_but_is_flagged() {
         Day::of(now),
         &keys,
         &BTreeMap::new(),
+        &Default::default(),
         &Thresholds::default(),
         now,
     );
-    let names: Vec<(&str, &str)> = today.flags.iter().map(|f| (f.name(), f.key_id())).collect();
+    let names: Vec<(&str, Option<&str>)> =
+        today.flags.iter().map(|f| (f.name(), f.key_id())).collect();
     assert_eq!(
         names[..2],
         [
-            ("leaked", old.key_id.as_str()),
-            ("lineage_leaked", successor.key_id.as_str())
+            ("leaked", Some(old.key_id.as_str())),
+            ("lineage_leaked", Some(successor.key_id.as_str()))
         ],
         "{today:?}"
     );
@@ -469,6 +471,7 @@ async fn the_other_key_of_a_rotated_lineage_keeps_working_but_is_flagged() {
         Day::of(now + 86_400),
         &keys,
         &BTreeMap::new(),
+        &Default::default(),
         &Thresholds::default(),
         now,
     );

@@ -370,3 +370,94 @@ async fn keys_of_owners_without_a_plan_spend_only_their_own_allowance() {
     assert_eq!(next.requests, 1, "one write, as before plans");
     assert!(rig.plan_allowance().await.is_empty(), "no plan item made");
 }
+
+#[tokio::test]
+async fn usage_per_plan_splits_real_decisions_at_a_plan_change_in_json_and_csv() {
+    use keygate::usage::http::Body;
+    use keygate::usage::report::Thresholds;
+    use keygate::usage::service::UsageService;
+    let rig = rig().await;
+    rig.plan("free", daily(3)).await;
+    rig.plan("pro", daily(1_000)).await;
+    rig.subscribe(Some("free")).await;
+    let key = rig.key(Limits::default()).await;
+    caught_up().await;
+    let container = rig.containers(1).remove(0);
+    for _ in 0..3 {
+        assert!(allows(&container, &key).await);
+    }
+    let over = container.authorize(&request(&key)).await.unwrap();
+    assert_eq!(over.decision, Decision::Deny(DenyReason::QuotaExceeded));
+    // Mid-day, the owner moves to pro: the next request spends from it
+    // (this container denied on free a moment ago, and trusts that for
+    // up to a second).
+    rig.subscribe(Some("pro")).await;
+    rig.clock.advance(1);
+    assert!(allows(&container, &key).await);
+    // Denials are counted in the container and written with its next
+    // flushes (one allowance per decision: the plan's and the key's).
+    rig.clock.advance(keygate::authorize::local::FLUSH_AFTER);
+    assert!(allows(&container, &key).await);
+    assert!(allows(&container, &key).await);
+
+    let usage = UsageService::new(rig.store.clone(), rig.clock.clone(), Thresholds::default());
+    let query = [
+        ("owner", OWNER),
+        ("from", "2026-11-30"),
+        ("to", "2026-11-30"),
+    ];
+    let (status, body) =
+        keygate_tests::usage_routes::get(&usage, &operator(), "/v1/usage", &query).await;
+    assert_eq!(status, 200);
+    let Body::Json(totals) = body else {
+        panic!("JSON")
+    };
+    let plans = totals["plans"].as_array().expect("per-plan totals");
+    let of = |id: &str| {
+        plans
+            .iter()
+            .find(|p| p["plan_id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {plans:?}"))
+            .clone()
+    };
+    assert_eq!(of("free")["allowed"], 3, "{plans:?}");
+    assert_eq!(
+        of("free")["denied_by_reason"]["quota_exceeded"],
+        1,
+        "{plans:?}"
+    );
+    assert_eq!(of("pro")["allowed"], 3, "{plans:?}");
+    assert_eq!(of("pro")["period"], "2026-11");
+
+    let csv_query = [
+        ("owner", OWNER),
+        ("from", "2026-11-30"),
+        ("to", "2026-11-30"),
+        ("format", "csv"),
+    ];
+    let (_, body) =
+        keygate_tests::usage_routes::get(&usage, &operator(), "/v1/usage", &csv_query).await;
+    let Body::Csv(text) = body else { panic!("CSV") };
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let months: Vec<(String, String, String)> = rows
+        .records()
+        .map(Result::unwrap)
+        .filter(|r| &r[col("kind")] == "plan_month")
+        .map(|r| {
+            (
+                r[col("plan_id")].to_owned(),
+                r[col("allowed")].to_owned(),
+                r[col("denied")].to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        months,
+        vec![
+            ("free".to_owned(), "3".to_owned(), "1".to_owned()),
+            ("pro".to_owned(), "3".to_owned(), "0".to_owned())
+        ]
+    );
+}

@@ -8,12 +8,13 @@
 //! | allowance | `ALW#<allowance_id>` | `ALW` | live key versions, quota and rate counters, today's usage; `sh` when sharded |
 //! | allowance shard | `ALW#<allowance_id>#<n>` | `ALW` | a sharded allowance's shard `n`: versions, its slices, allowed counts |
 //! | usage history | `UOWN#<owner>` | `<day>#<key_id>` | one key's finished day ([`crate::usage::DayUsage`]); `gpk` `UKEY#<key_id>`, `gsk` `<day>` |
+//! | plan usage history | `UOWN#<owner>` | `PLAN#<day>#<plan_id>` | the owner's finished day under one plan ([`crate::usage::plan_usage::PlanDay`]) |
 //! | usage report | `RPT#<owner>` | `<day>` | [`crate::usage::report::OwnerReport`] |
 //! | audit event | `AUDIT#<key_id>` | `<time>#<event id>` | [`AuditEvent`](crate::store::AuditEvent), immutable |
 //! | plan | `PLAN#<plan_id>` | `PLAN` | [`Plan`](crate::plans::model::Plan); `gpk` `PLANS`, `gsk` `<plan_id>` (listing, in the owner index) |
 //! | subscription | `OWNER#<owner>` | `PLAN` | [`Subscription`](crate::plans::model::Subscription): `plan_id` (absent: none), `since`, `version`, `history` (`[{plan_id, from}]`, the last [`MAX_HISTORY`](crate::plans::model::MAX_HISTORY) changes) |
 //! | plan member | `PLANSUB#<plan_id>` | `<owner>` | `owner`, `since`: present while the owner is on the plan |
-//! | owner plan allowance | `ALW#owner:<owner>` | `ALW` | the plan stamp ([`stamp`]); its counters belong to the authorizer |
+//! | owner plan allowance | `ALW#owner:<owner>` | `ALW` | the plan stamp ([`stamp`]); its counters ([`plan_counters`], [`plan_usage_attr`]) belong to the authorizer |
 //! | plan / subscription audit event | `AUDIT#plan:<plan_id>`, `AUDIT#owner:<owner>` | `<time>#<event id>` | [`PlanEvent`](crate::plans::audit::PlanEvent), immutable |
 //!
 //! A plan's members are a partition of the table, not an index: a plan
@@ -131,6 +132,43 @@ pub mod stamp {
     /// Monthly quota (N).
     pub const MONTHLY: &str = "pm";
 }
+
+/// The counters the authorizer keeps on an owner's plan allowance (the
+/// contract the usage readers are built on): each limit's current period
+/// start (epoch seconds) and what it has used in it. Per-plan usage is in
+/// flat attributes named by [`plan_usage_attr`].
+pub mod plan_counters {
+    /// Start of the current daily-quota day (UTC midnight) and its use.
+    pub const DAY_START: &str = "pds";
+    pub const DAY_USED: &str = "pdu";
+    /// Start of the current monthly-quota month (UTC first) and its use.
+    pub const MONTH_START: &str = "pms";
+    pub const MONTH_USED: &str = "pmu";
+    /// Start of the current rate window and its use.
+    pub const RATE_START: &str = "prs";
+    pub const RATE_USED: &str = "pru";
+}
+
+/// Prefix of the per-plan usage counters on an owner's plan allowance.
+pub const PLAN_USAGE_PREFIX: &str = "pu#";
+
+/// Name of a per-plan usage counter: requests of the owner's keys on `day`
+/// (`YYYY-MM-DD`, UTC) while the owner was on `plan_id`. `what` is `ok`
+/// (allowed) or `d#<reason>` (denied). A plan change inside a day splits
+/// the day's counts between the two plan ids.
+pub fn plan_usage_attr(day: &str, plan_id: &str, what: &str) -> String {
+    format!("{PLAN_USAGE_PREFIX}{day}#{plan_id}#{what}")
+}
+
+/// Sort key of an archived plan day in the owner's usage history
+/// partition: after every `<day>#<key_id>` (digits sort before `P`), so a
+/// range of key days never meets one.
+pub fn plan_history_sk(day: &str, plan_id: &str) -> String {
+    format!("{PLAN_HISTORY_PREFIX}{day}#{plan_id}")
+}
+
+/// Prefix of [`plan_history_sk`].
+pub const PLAN_HISTORY_PREFIX: &str = "PLAN#";
 
 /// Audit partition of a key (`<key_id>`), a plan (`plan:<id>`) or an
 /// owner's subscription (`owner:<owner>`).

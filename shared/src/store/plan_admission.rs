@@ -23,25 +23,11 @@ use crate::clock::Timestamp;
 use crate::decision::DenyReason;
 use crate::limits::{Period, Rate};
 
-/// The counter attributes of the plan allowance: `(start, used)` of the
-/// rate window, the UTC day and the UTC month.
-pub mod counters {
-    pub const RATE_START: &str = "prs";
-    pub const RATE_USED: &str = "pru";
-    pub const DAY_START: &str = "pds";
-    pub const DAY_USED: &str = "pdu";
-    pub const MONTH_START: &str = "pms";
-    pub const MONTH_USED: &str = "pmu";
-}
-
-/// Prefix of the per-plan usage counters: `pu#<day>#<plan_id>#ok`, and
-/// `pu#<day>#<plan_id>#d#<reason>` for denials while on the plan.
-pub const USAGE_PREFIX: &str = "pu#";
-
-/// The name of a per-plan usage counter.
-pub fn usage_attr(day: &str, plan_id: &str, what: &str) -> String {
-    format!("{USAGE_PREFIX}{day}#{plan_id}#{what}")
-}
+/// The counter attributes of the plan allowance, and the per-plan usage
+/// counters `pu#<day>#<plan_id>#ok` / `...#d#<reason>` (the contract the
+/// usage readers share, in [`items`]).
+pub use super::items::plan_counters as counters;
+pub use super::items::{plan_usage_attr as usage_attr, PLAN_USAGE_PREFIX as USAGE_PREFIX};
 
 /// Seconds a container denies locally on a spent plan limit before it
 /// writes again: a flood costs one write per container per second, and a

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{
 use super::dynamo::{n, s};
 use super::items::{self, alw};
 use super::{DynamoStore, Page, StoreError};
+use crate::usage::plan_usage::PlanDay;
 use crate::usage::report::OwnerReport;
 use crate::usage::KeyDay;
 
@@ -50,9 +51,24 @@ pub trait UsageStore: Send + Sync {
         limit: i32,
         cursor: Option<&str>,
     ) -> Result<Page<DirectoryEntry>, StoreError>;
+    /// Archived plan days of an owner, `from..=to`: what its keys did
+    /// under each plan (see [`crate::usage::plan_usage`]).
+    async fn plan_history(
+        &self,
+        owner: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<PlanDay>, StoreError>;
     /// Write finished days to the history (idempotent: same day, same item).
     async fn archive(&self, owner: &str, days: &[KeyDay], now: i64) -> Result<(), StoreError>;
-    /// Remove archived counters from an allowance item.
+    /// Write an owner's finished plan days to its history (idempotent).
+    async fn archive_plan_days(
+        &self,
+        owner: &str,
+        days: &[PlanDay],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Remove archived counters from an allowance item (root and shards).
     async fn clear_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError>;
     async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError>;
     async fn report(&self, owner: &str, day: &str) -> Result<Option<OwnerReport>, StoreError>;
@@ -148,6 +164,49 @@ impl DynamoStore {
             .into_iter()
             .map(|item| serde_dynamo::from_item(item).map_err(mapping("usage history")))
             .collect()
+    }
+
+    /// Put history items, 25 per `BatchWriteItem`, until none is left
+    /// unprocessed; each carries its TTL, [`items::HISTORY_RETENTION_DAYS`]
+    /// from `now`.
+    async fn put_history(&self, found: Vec<Item>, now: i64) -> Result<(), StoreError> {
+        let expires = now + items::HISTORY_RETENTION_DAYS * 86_400;
+        let mut writes = Vec::with_capacity(found.len());
+        for mut item in found {
+            item.insert(items::TTL.into(), n(expires));
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(|_| StoreError::Corrupt("request could not be built"))?,
+                    )
+                    .build(),
+            );
+        }
+        for chunk in writes.chunks(25) {
+            until_processed(
+                "batch write",
+                BATCH_PAUSE,
+                chunk.to_vec(),
+                |pending| async move {
+                    let out = self
+                        .client()
+                        .batch_write_item()
+                        .request_items(self.table(), pending)
+                        .send()
+                        .await?;
+                    let left = out
+                        .unprocessed_items
+                        .and_then(|mut m| m.remove(self.table()))
+                        .filter(|w| !w.is_empty());
+                    Ok((Vec::<()>::new(), left))
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -279,49 +338,59 @@ impl UsageStore for DynamoStore {
         })
     }
 
+    async fn plan_history(
+        &self,
+        owner: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<PlanDay>, StoreError> {
+        // Sort keys are `PLAN#<day>#<plan_id>`: every plan of the last day
+        // sorts below `PLAN#<to>$` ('$' follows '#').
+        let found = self
+            .query_range(
+                None,
+                &items::usage_owner_pk(owner),
+                &items::plan_history_sk(from, ""),
+                &format!("{}{to}$", items::PLAN_HISTORY_PREFIX),
+            )
+            .await?;
+        found
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(mapping("plan usage history")))
+            .collect()
+    }
+
     async fn archive(&self, owner: &str, days: &[KeyDay], now: i64) -> Result<(), StoreError> {
-        let expires = now + items::HISTORY_RETENTION_DAYS * 86_400;
-        let mut writes = Vec::with_capacity(days.len());
+        let mut found = Vec::with_capacity(days.len());
         for day in days {
             let mut item: Item = serde_dynamo::to_item(day).map_err(mapping("usage history"))?;
             item.insert(items::PK.into(), s(items::usage_owner_pk(owner)));
             item.insert(items::SK.into(), s(format!("{}#{}", day.day, day.key_id)));
             item.insert(items::GPK.into(), s(items::usage_key_gpk(&day.key_id)));
             item.insert(items::GSK.into(), s(day.day.clone()));
-            item.insert(items::TTL.into(), n(expires));
-            writes.push(
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(item))
-                            .build()
-                            .map_err(|_| StoreError::Corrupt("request could not be built"))?,
-                    )
-                    .build(),
+            found.push(item);
+        }
+        self.put_history(found, now).await
+    }
+
+    async fn archive_plan_days(
+        &self,
+        owner: &str,
+        days: &[PlanDay],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut found = Vec::with_capacity(days.len());
+        for day in days {
+            let mut item: Item =
+                serde_dynamo::to_item(day).map_err(mapping("plan usage history"))?;
+            item.insert(items::PK.into(), s(items::usage_owner_pk(owner)));
+            item.insert(
+                items::SK.into(),
+                s(items::plan_history_sk(&day.day, &day.plan_id)),
             );
+            found.push(item);
         }
-        for chunk in writes.chunks(25) {
-            until_processed(
-                "batch write",
-                BATCH_PAUSE,
-                chunk.to_vec(),
-                |pending| async move {
-                    let out = self
-                        .client()
-                        .batch_write_item()
-                        .request_items(self.table(), pending)
-                        .send()
-                        .await?;
-                    let left = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove(self.table()))
-                        .filter(|w| !w.is_empty());
-                    Ok((Vec::<()>::new(), left))
-                },
-            )
-            .await?;
-        }
-        Ok(())
+        self.put_history(found, now).await
     }
 
     async fn clear_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError> {
@@ -375,11 +444,12 @@ impl UsageStore for DynamoStore {
     }
 }
 
-/// The allowance's owner attribute, for checks.
-/// Add a shard's usage counters (`u#...` numbers) into its root's.
+/// Add a shard's usage counters (`u#...` numbers of keys, `pu#...` of an
+/// owner's plans) into its root's.
 fn merge_counts(root: &mut Item, shard: Item) {
     for (name, value) in shard {
-        let (true, Ok(add)) = (name.starts_with("u#"), value.as_n()) else {
+        let counter = name.starts_with("u#") || name.starts_with(items::PLAN_USAGE_PREFIX);
+        let (true, Ok(add)) = (counter, value.as_n()) else {
             continue;
         };
         let add: i64 = add.parse().unwrap_or(0);
@@ -392,6 +462,7 @@ fn merge_counts(root: &mut Item, shard: Item) {
     }
 }
 
+/// The allowance's owner attribute, for checks.
 pub fn allowance_owner(item: &Item) -> Option<&str> {
     item.get(alw::OWNER)?.as_s().ok().map(String::as_str)
 }
@@ -458,5 +529,37 @@ mod batch_tests {
         let ms: Vec<u128> = at.iter().map(|d| d.as_millis()).collect();
         // 0, then pauses of 25, 50, 100, 200, 400, 800 and 1000 (capped) ms.
         assert_eq!(ms, vec![0, 25, 75, 175, 375, 775, 1575, 2575]);
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+
+    #[test]
+    fn shard_counts_of_keys_and_plans_add_into_the_root() {
+        let num = |v: i64| AttributeValue::N(v.to_string());
+        let mut root = Item::from([
+            ("u#2026-11-29#key_a#ok".to_owned(), num(2)),
+            ("pu#2026-11-29#pro#ok".to_owned(), num(3)),
+            ("pdu".to_owned(), num(5)),
+        ]);
+        let shard = Item::from([
+            ("u#2026-11-29#key_a#ok".to_owned(), num(1)),
+            ("pu#2026-11-29#pro#ok".to_owned(), num(4)),
+            ("pu#2026-11-29#pro#d#rate_limited".to_owned(), num(1)),
+            ("pdu".to_owned(), num(5)),
+            (
+                "pu#2026-11-29#pro#ip1".to_owned(),
+                AttributeValue::S("x".into()),
+            ),
+        ]);
+        merge_counts(&mut root, shard);
+        assert_eq!(root["u#2026-11-29#key_a#ok"], num(3));
+        assert_eq!(root["pu#2026-11-29#pro#ok"], num(7));
+        assert_eq!(root["pu#2026-11-29#pro#d#rate_limited"], num(1));
+        // Not a usage counter: the root's own stays.
+        assert_eq!(root["pdu"], num(5));
+        assert!(!root.contains_key("pu#2026-11-29#pro#ip1"));
     }
 }

@@ -11,7 +11,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::service::{OwnerTotals, Range, UsageService};
+use super::service::{OwnerTotals, Range, Totals, UsageService};
 use crate::clock::Clock;
 use crate::manage::{ApiRequest, ManageError};
 use crate::store::{KeyAdmin, UsageStore};
@@ -61,25 +61,67 @@ fn cell(text: &str) -> String {
     }
 }
 
-/// Per-key totals as CSV (RFC 4180 quoting, by the `csv` crate).
+/// The CSV header: one table of billing lines. Key lines (`kind` `key`)
+/// come first, as before plans; then per-plan lines, `plan_month` (a plan
+/// in one month of the range: `from`/`to` the part of the month in the
+/// range) each followed by its `plan_day` lines (`from` = `to` = the day).
+/// Plan lines leave `key_id`, `name` and `status` empty; key lines leave
+/// `plan_id` and `period` empty. The new columns are last, so a reader of
+/// the earlier columns by position reads key lines as before.
+pub const CSV_HEADER: [&str; 12] = [
+    "owner", "key_id", "name", "status", "from", "to", "allowed", "denied", "requests", "kind",
+    "plan_id", "period",
+];
+
+/// Per-key and per-plan totals as CSV (RFC 4180 quoting, by the `csv`
+/// crate; every text cell formula-safe): see [`CSV_HEADER`].
 pub fn to_csv(totals: &OwnerTotals) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let header = [
-        "owner", "key_id", "name", "status", "from", "to", "allowed", "denied", "requests",
-    ];
-    let mut rows = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
+    let mut rows = vec![CSV_HEADER
+        .iter()
+        .map(|h| (*h).to_owned())
+        .collect::<Vec<_>>()];
+    let counts = |t: &Totals| [t.allowed, t.denied, t.requests].map(|n| n.to_string());
     for k in &totals.keys {
-        rows.push(vec![
+        let mut row = vec![
             cell(&totals.owner),
             cell(&k.key_id),
             cell(k.name.as_deref().unwrap_or("")),
             cell(k.status.as_deref().unwrap_or("deleted")),
             totals.from.clone(),
             totals.to.clone(),
-            k.totals.allowed.to_string(),
-            k.totals.denied.to_string(),
-            k.totals.requests.to_string(),
-        ]);
+        ];
+        row.extend(counts(&k.totals));
+        row.extend(["key".to_owned(), String::new(), String::new()]);
+        rows.push(row);
+    }
+    let plan_row = |kind: &str, plan_id: &str, period: &str, from: &str, to: &str, t: &Totals| {
+        let mut row = vec![
+            cell(&totals.owner),
+            String::new(),
+            String::new(),
+            String::new(),
+            from.to_owned(),
+            to.to_owned(),
+        ];
+        row.extend(counts(t));
+        row.extend([kind.to_owned(), cell(plan_id), period.to_owned()]);
+        row
+    };
+    for p in &totals.plans {
+        rows.push(plan_row(
+            "plan_month",
+            &p.plan_id,
+            &p.period,
+            &p.from,
+            &p.to,
+            &p.totals,
+        ));
+        for d in &p.days {
+            rows.push(plan_row(
+                "plan_day", &p.plan_id, &d.day, &d.day, &d.day, &d.totals,
+            ));
+        }
     }
     for row in rows {
         // Writing to memory cannot fail.
@@ -159,7 +201,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::service::{KeyTotals, Totals};
+    use crate::usage::plan_usage::{PlanDayTotals, PlanPeriod};
+    use crate::usage::service::KeyTotals;
 
     #[test]
     fn csv_is_quoted_and_formula_safe() {
@@ -187,11 +230,75 @@ mod tests {
                     totals: Totals::default(),
                 },
             ],
+            plans: vec![PlanPeriod {
+                plan_id: "-1".into(),
+                period: "2026-11".into(),
+                from: "2026-11-01".into(),
+                to: "2026-11-30".into(),
+                totals: Totals {
+                    allowed: 7,
+                    denied: 2,
+                    requests: 9,
+                    ..Default::default()
+                },
+                days: vec![PlanDayTotals {
+                    day: "2026-11-29".into(),
+                    totals: Totals {
+                        allowed: 7,
+                        denied: 2,
+                        requests: 9,
+                        ..Default::default()
+                    },
+                }],
+            }],
         };
         let text = to_csv(&totals);
         let mut r = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(
+            r.headers().unwrap(),
+            &csv::StringRecord::from(CSV_HEADER.to_vec())
+        );
         let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(&rows[0][9], "key");
+        assert_eq!(&rows[0][10], "");
+        // A plan id may start with '-': it is made formula-safe too.
+        let month: Vec<&str> = rows[2].iter().collect();
+        assert_eq!(
+            month,
+            [
+                "acme",
+                "",
+                "",
+                "",
+                "2026-11-01",
+                "2026-11-30",
+                "7",
+                "2",
+                "9",
+                "plan_month",
+                "'-1",
+                "2026-11"
+            ]
+        );
+        let day: Vec<&str> = rows[3].iter().collect();
+        assert_eq!(
+            day,
+            [
+                "acme",
+                "",
+                "",
+                "",
+                "2026-11-29",
+                "2026-11-29",
+                "7",
+                "2",
+                "9",
+                "plan_day",
+                "'-1",
+                "2026-11-29"
+            ]
+        );
         assert_eq!(&rows[0][2], "billing, \"prod\"\nline");
         assert_eq!(&rows[0][6], "3");
         assert_eq!(&rows[0][8], "4");

@@ -13,11 +13,16 @@
 //!
 //! Readers merge both: a day still on the allowance wins over its archive.
 //!
+//! Per-plan usage (what an owner's keys did under each plan) follows the
+//! same pattern on the owner's plan allowance: see [`plan_usage`].
+//!
 //! - [`report`]: the daily per-owner report and its anomaly flags, pure;
+//! - [`plan_usage`]: per-plan counters, their archive and billing periods, pure;
 //! - [`service`]: the operations over the store;
 //! - [`http`]: the HTTP routes and their validation.
 
 pub mod http;
+pub mod plan_usage;
 pub mod report;
 pub mod service;
 
@@ -87,8 +92,10 @@ pub struct KeyDay {
     pub usage: DayUsage,
 }
 
-/// Usage read off an allowance item: per (key id, day), and the attribute
-/// names that hold each day (so an archived day can be removed).
+/// Usage read off an allowance item: per (subject id, day), where the
+/// subject is a key id (`u#` counters) or a plan id (`pu#` counters), and
+/// the attribute names that hold each day (so an archived day can be
+/// removed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveUsage {
     pub days: BTreeMap<(String, String), DayUsage>,
@@ -98,13 +105,19 @@ pub struct LiveUsage {
 /// Parse the usage counters of an allowance item. Unknown attributes are
 /// ignored, so the layout can grow.
 pub fn live_usage(item: &HashMap<String, AttributeValue>) -> LiveUsage {
+    live_counters(item, "u#")
+}
+
+/// Parse the counters named `<prefix><day>#<subject>#<what>`, `what` being
+/// `ok`, `d#<reason>`, `r#<route>` or `ip<slot>`.
+pub(crate) fn live_counters(item: &HashMap<String, AttributeValue>, prefix: &str) -> LiveUsage {
     let mut out = LiveUsage::default();
     for (name, value) in item {
-        let Some(rest) = name.strip_prefix("u#") else {
+        let Some(rest) = name.strip_prefix(prefix) else {
             continue;
         };
         let mut parts = rest.splitn(3, '#');
-        let (Some(day), Some(key_id), Some(what)) = (parts.next(), parts.next(), parts.next())
+        let (Some(day), Some(subject), Some(what)) = (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
@@ -115,7 +128,7 @@ pub fn live_usage(item: &HashMap<String, AttributeValue>) -> LiveUsage {
             .unwrap_or(0);
         let entry = out
             .days
-            .entry((key_id.to_owned(), day.to_owned()))
+            .entry((subject.to_owned(), day.to_owned()))
             .or_default();
         if what == "ok" {
             entry.allowed += count;
@@ -136,6 +149,18 @@ pub fn live_usage(item: &HashMap<String, AttributeValue>) -> LiveUsage {
             .push(name.clone());
     }
     out
+}
+
+impl LiveUsage {
+    /// The attribute names of every day before `today`: what archiving the
+    /// finished days removes from the allowance.
+    pub fn finished_attrs(&self, today: Day) -> Vec<String> {
+        self.attrs
+            .iter()
+            .filter(|(d, _)| Day::parse(d).is_some_and(|x| x < today))
+            .flat_map(|(_, names)| names.iter().cloned())
+            .collect()
+    }
 }
 
 /// A UTC calendar day.
@@ -178,6 +203,17 @@ impl Day {
     /// The first day of the month this day is in.
     pub fn month_start(self) -> Self {
         Day(self.0.replace_day(1).unwrap_or(self.0))
+    }
+
+    /// The last day of the month this day is in.
+    pub fn month_end(self) -> Self {
+        let days = self.0.month().length(self.0.year());
+        Day(self.0.replace_day(days).unwrap_or(self.0))
+    }
+
+    /// The month this day is in, `YYYY-MM`.
+    pub fn month(self) -> String {
+        format!("{:04}-{:02}", self.0.year(), u8::from(self.0.month()))
     }
 
     /// Every day from `self` to `last`, both included.
@@ -266,6 +302,13 @@ mod tests {
         let d = Day::parse("2026-03-01").unwrap();
         assert_eq!(d.plus(-1).to_string(), "2026-02-28");
         assert_eq!(d.plus(-1).month_start().to_string(), "2026-02-01");
+        assert_eq!(d.plus(-1).month_end(), d.plus(-1));
+        assert_eq!(d.month_end().to_string(), "2026-03-31");
+        assert_eq!(
+            Day::parse("2028-02-10").unwrap().month_end().to_string(),
+            "2028-02-29"
+        );
+        assert_eq!(d.month(), "2026-03");
         assert_eq!(Day::of(d.start()), d);
         assert_eq!(d.plus(-365).until(d), 365);
         assert_eq!(d.through(d.plus(2)).count(), 3);

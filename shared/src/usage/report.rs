@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::plan_usage::OwnerPlanUsage;
 use super::{Day, DayUsage};
 use crate::leak::LeakPolicy;
 use crate::limits::Period;
@@ -82,8 +83,16 @@ pub enum Flag {
     IpNotAllowed { key_id: String, denied: u64 },
     /// Addresses the key was not used from in the previous 30 days.
     NewSourceIp { key_id: String, ips: Vec<String> },
+    /// A quota's period is nearly spent: a key's own quota (with its
+    /// rotated successors), or the owner's plan's daily or monthly quota
+    /// (`scope: "plan"`, no `key_id`).
     NearQuota {
-        key_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_id: Option<String>,
+        #[serde(default)]
+        scope: QuotaScope,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan_id: Option<String>,
         used: u64,
         limit: u64,
         period: Period,
@@ -110,6 +119,17 @@ pub enum Flag {
     },
 }
 
+/// Whose quota a [`Flag::NearQuota`] is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaScope {
+    /// A key's own quota (reports stored before plans say nothing: key).
+    #[default]
+    Key,
+    /// The quota of the plan the owner is on, shared by all its keys.
+    Plan,
+}
+
 impl Flag {
     pub fn name(&self) -> &'static str {
         match self {
@@ -124,16 +144,17 @@ impl Flag {
         }
     }
 
-    pub fn key_id(&self) -> &str {
+    /// The key flagged; `None` for a flag about the owner's plan.
+    pub fn key_id(&self) -> Option<&str> {
         match self {
             Flag::TrafficSpike { key_id, .. }
             | Flag::HighDenyRatio { key_id, .. }
             | Flag::IpNotAllowed { key_id, .. }
             | Flag::NewSourceIp { key_id, .. }
-            | Flag::NearQuota { key_id, .. }
             | Flag::Unused { key_id, .. }
             | Flag::Leaked { key_id, .. }
-            | Flag::LineageLeaked { key_id, .. } => key_id,
+            | Flag::LineageLeaked { key_id, .. } => Some(key_id),
+            Flag::NearQuota { key_id, .. } => key_id.as_deref(),
         }
     }
 }
@@ -168,17 +189,21 @@ fn requests_on(days: Option<&Days>, day: Day) -> u64 {
 }
 
 /// Build the report of `day` for `owner` from its keys and their usage
-/// (`usage[key_id][day]`, covering at least [`lookback`] days before).
+/// (`usage[key_id][day]`, covering at least [`lookback`] days before), and
+/// its plan (quotas and per-plan days over the same days).
 pub fn build(
     owner: &str,
     day: Day,
     keys: &[KeyRecord],
     usage: &BTreeMap<String, Days>,
+    plan: &OwnerPlanUsage,
     t: &Thresholds,
     generated_at: i64,
 ) -> OwnerReport {
-    // Leak flags first: the ones a stored report must never drop.
+    // Leak flags first: the ones a stored report must never drop; then the
+    // owner's plan (at most two flags).
     let mut flags: Vec<Flag> = keys.iter().flat_map(|k| leaks(k, day)).collect();
+    flags.extend(plan_near_quota(plan, day, t));
     let mut total = DayUsage::default();
     let mut active = 0;
     for key in keys {
@@ -343,11 +368,36 @@ fn near_quota(
         })
         .sum();
     (used as f64 >= t.quota_warn * quota.limit as f64).then(|| Flag::NearQuota {
-        key_id: key.key_id.as_str().to_owned(),
+        key_id: Some(key.key_id.as_str().to_owned()),
+        scope: QuotaScope::Key,
+        plan_id: None,
         used,
         limit: quota.limit,
         period: quota.period,
     })
+}
+
+/// The owner's plan quotas, daily and monthly, in the periods containing
+/// `day`: flagged at the same share as a key's quota.
+fn plan_near_quota(plan: &OwnerPlanUsage, day: Day, t: &Thresholds) -> Vec<Flag> {
+    let Some(quotas) = &plan.quotas else {
+        return Vec::new();
+    };
+    [Period::Day, Period::Month]
+        .into_iter()
+        .filter_map(|period| {
+            let limit = quotas.limit(period).filter(|l| *l > 0)?;
+            let used = quotas.used(period, day, &plan.days);
+            (used as f64 >= t.quota_warn * limit as f64).then(|| Flag::NearQuota {
+                key_id: None,
+                scope: QuotaScope::Plan,
+                plan_id: Some(quotas.plan_id.clone()),
+                used,
+                limit,
+                period,
+            })
+        })
+        .collect()
 }
 
 fn unused(
@@ -376,4 +426,89 @@ fn unused(
         days: t.unused_days,
         last_used,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::shards::Counter;
+    use crate::usage::plan_usage::{PlanDays, PlanQuotas};
+
+    fn plan(
+        daily: Option<u64>,
+        monthly: Option<u64>,
+        day_used: u64,
+        days: PlanDays,
+    ) -> OwnerPlanUsage {
+        let day = Day::parse("2026-11-29").unwrap();
+        OwnerPlanUsage {
+            quotas: Some(PlanQuotas {
+                plan_id: "pro".into(),
+                daily,
+                monthly,
+                day: Counter {
+                    start: Some(day.start()),
+                    used: day_used,
+                },
+                month: Counter::default(),
+            }),
+            days,
+        }
+    }
+
+    fn allowed(n: u64) -> DayUsage {
+        DayUsage {
+            allowed: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_quotas_are_flagged_at_the_key_threshold() {
+        let day = Day::parse("2026-11-29").unwrap();
+        let t = Thresholds::default();
+        let month = PlanDays::from([
+            (("free".into(), "2026-11-01".into()), allowed(74)),
+            (("pro".into(), "2026-11-29".into()), allowed(6)),
+        ]);
+        // 8 of 10 today and 80 of 100 this month: both at 0.8.
+        let flags = plan_near_quota(&plan(Some(10), Some(100), 8, month.clone()), day, &t);
+        let got: Vec<(Period, u64, u64)> = flags
+            .iter()
+            .map(|f| match f {
+                Flag::NearQuota {
+                    key_id: None,
+                    scope: QuotaScope::Plan,
+                    plan_id: Some(p),
+                    used,
+                    limit,
+                    period,
+                } if p == "pro" => (*period, *used, *limit),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![(Period::Day, 8, 10), (Period::Month, 80, 100)]);
+        // Just under, unlimited, or on no plan: nothing.
+        assert!(plan_near_quota(&plan(Some(11), Some(101), 8, month.clone()), day, &t).is_empty());
+        assert!(plan_near_quota(&plan(None, None, 8, month), day, &t).is_empty());
+        assert!(plan_near_quota(&OwnerPlanUsage::default(), day, &t).is_empty());
+    }
+
+    #[test]
+    fn a_stored_key_flag_from_before_plans_reads_as_a_key_flag() {
+        let old = r#"{"flag":"near_quota","key_id":"key_a","used":8,"limit":10,"period":"day"}"#;
+        let flag: Flag = serde_json::from_str(old).unwrap();
+        assert_eq!(flag.key_id(), Some("key_a"));
+        assert!(matches!(
+            flag,
+            Flag::NearQuota {
+                scope: QuotaScope::Key,
+                plan_id: None,
+                ..
+            }
+        ));
+        let text = serde_json::to_value(&flag).unwrap();
+        assert_eq!(text["scope"], "key");
+        assert!(text.get("plan_id").is_none());
+    }
 }

@@ -8,13 +8,17 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use serde::Serialize;
 
+use super::plan_usage::{
+    live_plan_usage, merge_plan_days, periods, OwnerPlanUsage, PlanDay, PlanPeriod, PlanQuotas,
+};
 use super::report::{self, OwnerReport, Thresholds};
-use super::{live_usage, merge, Day, DayUsage, KeyDay};
+use super::{live_usage, merge, Day, DayUsage, KeyDay, LiveUsage};
 use crate::clock::Clock;
 use crate::id::KeyId;
 use crate::manage::request::validate_owner;
 use crate::manage::{Caller, ManageError};
 use crate::model::KeyRecord;
+use crate::store::items::owner_allowance_id;
 use crate::store::{KeyAdmin, StoreError, UsageStore};
 
 /// Longest range a usage read may span, in days (both ends included).
@@ -156,6 +160,10 @@ pub struct OwnerTotals {
     pub to: String,
     pub totals: Totals,
     pub keys: Vec<KeyTotals>,
+    /// Requests per plan and month of the range, with their days (an owner
+    /// never on a plan: empty). The same requests as `keys`, counted by the
+    /// plan the owner was on when each was decided.
+    pub plans: Vec<PlanPeriod>,
 }
 
 /// What one run of the daily job did.
@@ -166,6 +174,8 @@ pub struct DailySummary {
     pub reports: u64,
     pub flags: u64,
     pub archived_days: u64,
+    /// Finished (plan, day)s of owners' plan allowances archived.
+    pub archived_plan_days: u64,
     pub failed_owners: Vec<String>,
 }
 
@@ -185,6 +195,16 @@ pub struct UsageService<S, C> {
     thresholds: Thresholds,
 }
 
+type Allowances = HashMap<String, HashMap<String, AttributeValue>>;
+
+/// The per-plan counters on the owner's plan allowance, if it has one.
+fn plan_live(allowances: &Allowances, owner: &str) -> LiveUsage {
+    allowances
+        .get(&owner_allowance_id(owner))
+        .map(live_plan_usage)
+        .unwrap_or_default()
+}
+
 /// Read every page of an owner's keys.
 async fn all_keys<S: KeyAdmin>(store: &S, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
     let mut keys = Vec::new();
@@ -200,22 +220,25 @@ async fn all_keys<S: KeyAdmin>(store: &S, owner: &str) -> Result<Vec<KeyRecord>,
 }
 
 /// An owner's keys and the allowance items they spend from (plus `more`,
-/// allowances known from elsewhere, such as the directory), keyed by
-/// allowance id: what billing totals and the daily report both start from.
+/// allowances known from elsewhere, such as the directory, and the owner's
+/// plan allowance if it has one), keyed by allowance id: what billing
+/// totals and the daily report both start from.
+///
+/// The owner's plan allowance (`ALW#owner:<owner>`) is not in the
+/// allowance directory; it is read for every owner the job finds there
+/// instead. That finds every one with plan counters: they are written only
+/// by decisions of the owner's keys, and every key's allowance is in the
+/// directory. An owner never on a plan costs one missing key in the same
+/// `BatchGetItem`.
 async fn owner_snapshot<S: KeyAdmin + UsageStore>(
     store: &S,
     owner: &str,
     more: &[String],
-) -> Result<
-    (
-        Vec<KeyRecord>,
-        HashMap<String, HashMap<String, AttributeValue>>,
-    ),
-    StoreError,
-> {
+) -> Result<(Vec<KeyRecord>, Allowances), StoreError> {
     let keys = all_keys(store, owner).await?;
     let mut ids = more.to_vec();
     ids.extend(keys.iter().map(|k| k.allowance_id.clone()));
+    ids.push(owner_allowance_id(owner));
     let allowances = store.allowances(&ids).await?;
     Ok((keys, allowances))
 }
@@ -348,7 +371,14 @@ where
             });
         }
         lines.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        let plan_live = plan_live(&allowances, &owner);
+        let plan_archived = self
+            .store
+            .plan_history(&owner, &range.from.to_string(), &range.to.to_string())
+            .await?;
+        let plan_days = merge_plan_days(plan_live.plan_days(), plan_archived);
         Ok(OwnerTotals {
+            plans: periods(&plan_days, range.from, range.to),
             owner,
             from: range.from.to_string(),
             to: range.to.to_string(),
@@ -406,10 +436,11 @@ where
         };
         for (owner, ids) in &owners {
             match self.owner_day(owner, ids, day, today, now).await {
-                Ok((report, archived)) => {
+                Ok((report, archived, archived_plans)) => {
                     summary.reports += 1;
                     summary.flags += report.flag_counts.values().sum::<u64>();
                     summary.archived_days += archived;
+                    summary.archived_plan_days += archived_plans;
                     tracing::info!(
                         owner = %report.owner,
                         day = %report.day,
@@ -434,6 +465,9 @@ where
         }
     }
 
+    /// One owner's report of `day`, then its finished days archived: key
+    /// days and plan days. Returns the report and how many of each were
+    /// archived.
     async fn owner_day(
         &self,
         owner: &str,
@@ -441,46 +475,57 @@ where
         day: Day,
         today: Day,
         now: i64,
-    ) -> Result<(OwnerReport, u64), StoreError> {
+    ) -> Result<(OwnerReport, u64, u64), StoreError> {
         let (keys, allowances) = owner_snapshot(&self.store, owner, directory_ids).await?;
         let from = day.plus(-report::lookback(&self.thresholds));
-        let in_window = |d: &KeyDay| Day::parse(&d.day).is_some_and(|x| from <= x && x <= day);
+        let in_window = |d: &str| Day::parse(d).is_some_and(|x| from <= x && x <= day);
+        let finished = |d: &str| Day::parse(d).is_some_and(|x| x < today);
         let mut live_days = Vec::new();
-        let mut finished: Vec<(String, Vec<KeyDay>, Vec<String>)> = Vec::new();
+        let mut done: Vec<(String, Vec<KeyDay>, Vec<String>)> = Vec::new();
         for (allowance_id, item) in &allowances {
             let live = live_usage(item);
-            let mut done_days = Vec::new();
-            let mut done_attrs = Vec::new();
-            for d in live.key_days() {
-                if Day::parse(&d.day).is_some_and(|x| x < today) {
-                    done_days.push(d.clone());
-                }
-                if in_window(&d) {
-                    live_days.push(d);
-                }
-            }
-            for (d, names) in &live.attrs {
-                if Day::parse(d).is_some_and(|x| x < today) {
-                    done_attrs.extend(names.iter().cloned());
-                }
-            }
+            let done_days: Vec<KeyDay> = live.key_days().filter(|d| finished(&d.day)).collect();
+            live_days.extend(live.key_days().filter(|d| in_window(&d.day)));
             if !done_days.is_empty() {
-                finished.push((allowance_id.clone(), done_days, done_attrs));
+                done.push((allowance_id.clone(), done_days, live.finished_attrs(today)));
             }
         }
+        let (from_text, day_text) = (from.to_string(), day.to_string());
         let archived = self
             .store
-            .owner_history(owner, &from.to_string(), &day.to_string())
+            .owner_history(owner, &from_text, &day_text)
             .await?;
         let usage = merge(live_days, archived);
-        let report = report::build(owner, day, &keys, &usage, &self.thresholds, now);
+        let plan_live = plan_live(&allowances, owner);
+        let plan_archived = self
+            .store
+            .plan_history(owner, &from_text, &day_text)
+            .await?;
+        let plan = OwnerPlanUsage {
+            quotas: allowances
+                .get(&owner_allowance_id(owner))
+                .and_then(PlanQuotas::of),
+            days: merge_plan_days(
+                plan_live.plan_days().filter(|d| in_window(&d.day)),
+                plan_archived,
+            ),
+        };
+        let report = report::build(owner, day, &keys, &usage, &plan, &self.thresholds, now);
         self.store.put_report(&report).await?;
         let mut archived_days = 0;
-        for (allowance_id, days, attrs) in finished {
+        for (allowance_id, days, attrs) in done {
             self.store.archive(owner, &days, now).await?;
             self.store.clear_usage(&allowance_id, &attrs).await?;
             archived_days += days.len() as u64;
         }
-        Ok((report, archived_days))
+        let plan_done: Vec<PlanDay> = plan_live.plan_days().filter(|d| finished(&d.day)).collect();
+        if !plan_done.is_empty() {
+            self.store.archive_plan_days(owner, &plan_done, now).await?;
+            let attrs = plan_live.finished_attrs(today);
+            self.store
+                .clear_usage(&owner_allowance_id(owner), &attrs)
+                .await?;
+        }
+        Ok((report, archived_days, plan_done.len() as u64))
     }
 }

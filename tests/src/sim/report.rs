@@ -235,9 +235,10 @@ mod tests {
         assert_eq!(over_admitted(&limits, None, &o), 2);
         // 2 before midnight; 2 at day, 1 at day+1 (quota 3 reached).
         assert_eq!(ideal_allowed(&limits, None, &o), 5);
-        // With 2 of the first day's quota used before: one more that day.
+        // With 2 of the first day's quota used before: one more that day
+        // (over: 2 that day, 1 in the rate's second, 1 the next day).
         let spent = Some((day - 86_400, 2));
-        assert_eq!(over_admitted(&limits, spent, &o), 3);
+        assert_eq!(over_admitted(&limits, spent, &o), 4);
         assert_eq!(ideal_allowed(&limits, spent, &o), 4);
     }
 }

@@ -109,8 +109,9 @@ async fn a_just_issued_key_is_allowed_on_its_first_request() {
         .await
         .unwrap();
     assert!(handled.allowed, "{}", handled.response);
-    // One eventual read (missed), one consistent read, one write.
-    assert_eq!(handled.requests, Some(3));
+    // One eventual read (missed), one consistent read, the owner's plan
+    // stamp (none), one write.
+    assert_eq!(handled.requests, Some(4));
 
     // An unknown key costs exactly the two reads, never more.
     let unknown = rig.format.generate();

@@ -251,12 +251,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         let mut peeked = false;
         let opening = self.opening(&known.record, now);
         let mut read_first = opening == Opening::ReadFirst;
-        // The owner's plan, if it is on one: spent first, held across the
-        // key's own attempts, given back if they refuse.
-        let mut plan = match self.plan_of(&known.record.owner, now, &mut requests).await {
-            Ok(plan) => plan,
-            Err(e) => return Err(fail(requests, e)),
-        };
+        // The owner's plan, if it is on one (read when a decision first
+        // needs it: one denied before any write never does): spent first,
+        // held across the key's own attempts, given back if they refuse.
+        let mut plan: Option<Option<plan_admission::PlanStamp>> = None;
         let mut plan_grant: Option<(plan_admission::PlanSpend, plan_admission::PlanGranted)> = None;
         let mut hit: Option<LimitHit> = None;
         let looped: Result<Result<Granted, DenyReason>, AuthError> = async { Ok(loop {
@@ -294,17 +292,22 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             if attempts > self.config.max_attempts + hints.shards.min(MAX_SHARDS) + throttled {
                 return Err(AuthError::Contention { requests });
             }
-            if let (None, Some(stamp)) = (&plan_grant, plan.clone()) {
+            if plan.is_none() {
+                match self.plan_of(&record.owner, now, &mut requests).await {
+                    Ok(stamp) => plan = Some(stamp),
+                    Err(e) => return Err(fail(requests, e)),
+                }
+            }
+            if let (None, Some(Some(stamp))) = (&plan_grant, plan.clone()) {
                 match self.spend_plan(&stamp, now, &mut requests).await {
                     PlanStep::Granted(spend, granted) => plan_grant = Some((spend, granted)),
                     PlanStep::Denied(reason, limit) => {
-                        self.count_plan_denial(&stamp, reason, now);
                         hit = Some(limit);
                         local = true;
                         break Err(reason);
                     }
                     PlanStep::Restamped(new) => {
-                        plan = new;
+                        plan = Some(new);
                         continue;
                     }
                     PlanStep::Again => {
@@ -524,9 +527,22 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         }
 
         let record = &known.record;
-        self.tally(record, &outcome, opening == Opening::SitOut, now);
+        let plan_hit = hit.is_some();
+        self.tally(record, &outcome, plan_hit, opening == Opening::SitOut, now);
         if let (Err(reason), None) = (&outcome, &hit) {
             hit = key_hit(&record.limits, *reason);
+        }
+        // Every denial of a key while its owner is on a plan (as this
+        // container knows it) is counted under the plan too, whatever denied
+        // it (flushed with the detail).
+        if let Err(reason) = &outcome {
+            let stamp = match plan {
+                Some(known) => known,
+                None => self.known_plan(&record.owner, now),
+            };
+            if let Some(stamp) = stamp {
+                self.count_plan_denial(&stamp, *reason, now);
+            }
         }
         let decision = match outcome {
             Ok(granted) => Decision::Allow(AllowContext {
@@ -723,7 +739,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
     /// here after a flooded one, reads first or sits out; a container
     /// sitting a window out denies all of it.
     fn opening(&self, record: &KeyRecord, now: Timestamp) -> Opening {
-        let Some(rate) = record.limits.rate else {
+        let Some(rate) = record.limits.rate.filter(|r| r.window <= FLOOD_WINDOW) else {
             return Opening::Write;
         };
         let start = rate.window_at(now).start;
@@ -745,15 +761,18 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         &self,
         record: &KeyRecord,
         outcome: &Result<Granted, DenyReason>,
+        plan_hit: bool,
         sat_out: bool,
         now: Timestamp,
     ) {
-        let Some(rate) = record.limits.rate else {
+        let Some(rate) = record.limits.rate.filter(|r| r.window <= FLOOD_WINDOW) else {
             return;
         };
+        // Only what the key's own rate limit decided: a quota or a plan
+        // limit says nothing about how its rate windows fill.
         let admitted = match outcome {
             Ok(_) => true,
-            Err(DenyReason::QuotaExceeded | DenyReason::RateLimited) => false,
+            Err(DenyReason::RateLimited) if !plan_hit => false,
             Err(_) => return,
         };
         if let Ok(mut cache) = self.cache.lock() {
@@ -1049,6 +1068,12 @@ const HOT_ITEM_WRITES: f64 = 100.0;
 const HOT_SHARD_WRITES: f64 = 500.0;
 /// One container in this many that see an item heating grows it.
 const GROWERS: u32 = 8;
+
+/// Longest rate window (seconds) whose floods a container answers by
+/// reading first or sitting a window out: a window sat out is denied
+/// whole, so only short windows qualify (a sat-out hour would lock a key
+/// out for an hour).
+const FLOOD_WINDOW: u32 = 2;
 
 /// Throttled admission writes one decision retries (after growing the
 /// allowance, and a pause of 2-10 ms times the count): at most 360 ms of

@@ -84,6 +84,13 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         Ok(stamp)
     }
 
+    /// The owner's plan as this container knows it now, without a read
+    /// (`None` if unknown or on no plan).
+    pub(super) fn known_plan(&self, owner: &str, now: Timestamp) -> Option<PlanStamp> {
+        let ttl = self.config.cache_ttl;
+        self.cache.lock().ok()?.stamp(owner, now, ttl).flatten()
+    }
+
     /// Remember the owner's stamp as now known.
     pub(super) fn restamp(&self, owner: &str, stamp: Option<PlanStamp>, now: Timestamp) {
         if let Ok(mut cache) = self.cache.lock() {

@@ -278,10 +278,10 @@ impl PlanSpend {
     }
 
     /// The update that gives this spend's unit back (the key's own
-    /// allowance refused the request after the plan admitted it): each
-    /// counter one less, only while it still counts the period this spend
-    /// counted in (a counter a new period reset owes nothing), and the
-    /// allowed count of the day one less.
+    /// allowance refused the request after the plan admitted it): the day's
+    /// and month's counters one less, only while they still count the
+    /// period this spend counted in (a counter a new period reset owes
+    /// nothing), and the allowed count of the day one less.
     pub fn refund(&self) -> Expression {
         let mut names = HashMap::new();
         let mut values = HashMap::new();
@@ -295,7 +295,11 @@ impl PlanSpend {
         values.insert(":pid".into(), AttributeValue::S(self.stamp.plan_id.clone()));
         values.insert(":minus".into(), n(-1));
         values.insert(":zero".into(), n(0));
-        for (which, _, step) in &self.steps {
+        // Not the rate window's unit: a window is short, often over by the
+        // time the key refused, and one condition failing would keep the
+        // day's and month's units too (a unit of a window lost is a
+        // bounded under-admission).
+        for (which, _, step) in self.steps.iter().filter(|(w, ..)| *w != PlanLimit::Rate) {
             let (_, start, used) = which.names();
             let t = which.tag();
             names.insert(format!("#{t}s"), start.into());
@@ -441,8 +445,9 @@ mod tests {
         assert!(e.condition.contains("#ds = :ds AND #du < #dl"));
         assert!(e.update.contains("#ru :one") && e.update.contains("#du :one"));
         let r = warm.refund();
-        assert!(r.update.contains("#ru :minus") && r.update.contains("#pu :minus"));
+        assert!(r.update.contains("#du :minus") && r.update.contains("#pu :minus"));
         assert!(r.condition.contains("#ds = :ds AND #du > :zero"));
+        assert!(!r.update.contains("#ru"), "a rate unit is not given back");
     }
 
     #[test]

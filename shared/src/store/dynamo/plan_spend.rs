@@ -72,7 +72,16 @@ impl DynamoStore {
         &self,
         spend: &PlanSpend,
     ) -> Result<(), StoreError> {
-        let result = self.plan_update(spend, spend.refund()).send().await;
+        // Sent once: a refund whose answer was lost may have been applied,
+        // and applying it twice would let the plan admit one more.
+        let once = aws_sdk_dynamodb::config::Builder::default()
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled());
+        let result = self
+            .plan_update(spend, spend.refund())
+            .customize()
+            .config_override(once)
+            .send()
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(err) => match err.into_service_error() {

@@ -503,3 +503,56 @@ async fn a_lost_denial_count_keeps_the_denial_reason() {
     assert!(!item.contains_key(&denied));
     assert_eq!(rig.spent(&record).await, 1);
 }
+
+/// A key whose owner is on a plan: DynamoDB failing on the plan's spend, or
+/// on the read of the owner's plan, never ends in an allow; once the fault
+/// clears, decisions resume and the plan counts only what was admitted.
+#[tokio::test]
+async fn authorizer_fails_closed_when_the_plan_allowance_fails() {
+    use keygate::manage::Caller;
+    use keygate::plans::request::{CreatePlanRequest, SubscribeRequest};
+    use keygate::plans::{PlanLimits, PlanService};
+    let rig = auth_rig().await;
+    let plans = PlanService::new(&rig.direct, &rig.clock);
+    let operator = Caller::operator("test");
+    let limits = PlanLimits {
+        rate: None,
+        daily: Some(1_000),
+        monthly: None,
+    };
+    let plan = CreatePlanRequest {
+        plan_id: "basic".into(),
+        name: "basic".into(),
+        limits,
+    };
+    plans.create(&operator, plan).await.unwrap();
+    let to = SubscribeRequest {
+        plan_id: Some("basic".into()),
+    };
+    plans.subscribe(&operator, "acme", to).await.unwrap();
+    let (key, _) = rig.issue().await;
+    keygate_tests::caught_up().await;
+    assert!(rig.decide(Payload::HttpV2Simple, &key).await.0);
+
+    // The plan's spend (the first write of a decision) fails.
+    rig.proxy.set_for("UpdateItem", Fault::ServerError);
+    let (allowed, why) = rig.decide(Payload::HttpV2Simple, &key).await;
+    assert!(!allowed);
+    assert_eq!(why.as_deref(), Some("error"));
+    rig.proxy.clear();
+
+    // The key record and the owner's plan are read again once the cache
+    // ages out, and the reads fail.
+    rig.clock.advance(10);
+    rig.proxy.set_for("GetItem", Fault::ServerError);
+    let (allowed, why) = rig.decide(Payload::HttpV2Simple, &key).await;
+    assert!(!allowed);
+    assert_eq!(why.as_deref(), Some("error"));
+    rig.proxy.clear();
+
+    assert!(rig.decide(Payload::HttpV2Simple, &key).await.0);
+    let pk =
+        keygate::store::items::allowance_pk(&keygate::store::items::owner_allowance_id("acme"));
+    let item = keygate_tests::allowance_part(&rig.direct, pk).await;
+    assert_eq!(item["pdu"].as_n().unwrap(), "2", "only the two admitted");
+}

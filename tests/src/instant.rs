@@ -78,6 +78,15 @@ impl Admission for InstantStore {
         Ok(())
     }
 
+    async fn grow_plan(
+        &self,
+        _: &keygate::store::plan_admission::PlanStamp,
+        _: u32,
+        _: i64,
+    ) -> Result<Option<keygate::store::plan_admission::PlanStamp>, StoreError> {
+        Ok(None)
+    }
+
     async fn peek(
         &self,
         _: &str,

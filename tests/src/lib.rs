@@ -19,6 +19,7 @@ pub mod item_size {
 pub mod logs;
 pub mod notices;
 pub mod openapi;
+pub mod plan_rig;
 pub mod realism;
 pub mod runtime_api;
 pub mod sim;

@@ -414,7 +414,10 @@ async fn a_plan_update_restamps_every_subscriber_before_it_answers() {
     );
     let done = api
         .store
-        .restamp(&api.store.plan("team").await.unwrap().unwrap())
+        .restamp(
+            &api.store.plan("team").await.unwrap().unwrap(),
+            keygate::clock::Clock::now(&keygate::clock::SystemClock),
+        )
         .await
         .unwrap();
     assert_eq!((done.stamped, done.skipped), (0, 29));

@@ -316,7 +316,11 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     }
                     PlanStep::Failed(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
                         throttled += 1;
-                        tracing::warn!(owner = %stamp.owner, error = %e, "plan allowance write throttled");
+                        tracing::warn!(owner = %stamp.owner, shards = stamp.shards, error = %e, "plan allowance write throttled");
+                        // Spread it over more partitions, then try again.
+                        if let Some(grown) = self.grow_plan(&stamp, now, &mut requests).await {
+                            plan = Some(grown);
+                        }
                         let pause = rand::rng().random_range(2..=10) * u64::from(throttled);
                         tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                         now = now.max(self.clock.now());

@@ -1,9 +1,14 @@
 //! The authorizer's side of owners' plans (issue 17; the write is
 //! `store/plan_admission.rs`): the owner's plan stamp, cached with the key
 //! records, and one spend from the plan allowance per decision, held across
-//! the key's own attempts and given back if they refuse.
+//! the key's own attempts and given back if they refuse. A sharded plan
+//! allowance is spent from one random shard with room, as a key's is: a
+//! refusal for a limit is followed by one read of every shard, a throttle
+//! grows it (1 -> 16 -> 64 shards, at most once a second per container).
 
 use std::collections::HashMap;
+
+use rand::seq::IndexedRandom;
 
 use super::{Authorizer, Cache};
 use crate::clock::{Clock, Timestamp};
@@ -12,12 +17,14 @@ use crate::limits::day_string;
 use crate::store::plan_admission::{
     self, PlanExplained, PlanGranted, PlanHints, PlanLimit, PlanSpend, PlanStamp,
 };
-use crate::store::{Admission, KeyLookup, PlanOutcome, StoreError};
+use crate::store::shards::grown_throttled;
+use crate::store::{Admission, KeyLookup, PlanOutcome, StoreError, Target};
 
 /// Owners' plan stamps this container knows, with when each was read.
 #[derive(Debug, Default)]
 pub(super) struct Stamps {
     stamps: HashMap<String, (Option<PlanStamp>, Timestamp)>,
+    /// Counter hints per plan allowance item (`<owner>#<item>`).
     hints: HashMap<String, PlanHints>,
 }
 
@@ -34,14 +41,31 @@ pub(super) enum PlanStep {
     Failed(StoreError),
 }
 
-/// Marks of a spent plan limit live under the plan allowance, one item
-/// number per limit, for the plan id and stamp version they were seen at.
-fn mark_item(which: PlanLimit) -> u32 {
-    match which {
-        PlanLimit::Rate => 0,
-        PlanLimit::Day => 1,
-        PlanLimit::Month => 2,
+/// Marks of a spent plan limit live under the plan allowance, one number
+/// per item (0: the root of a single one, else the shard) and limit, for
+/// the plan id and stamp version they were seen at.
+fn mark_item(index: u32, which: PlanLimit) -> u32 {
+    index * 3
+        + match which {
+            PlanLimit::Rate => 0,
+            PlanLimit::Day => 1,
+            PlanLimit::Month => 2,
+        }
+}
+
+fn index_of(target: Target) -> u32 {
+    match target {
+        Target::Single => 0,
+        Target::Shard { index, .. } => index,
     }
+}
+
+/// Spends retried at once on counters found in another period, before the
+/// decision starts over with a fresh clock reading.
+const PLAN_RETRIES: u32 = 2;
+
+fn hints_key(stamp: &PlanStamp, index: u32) -> String {
+    format!("{}#{index}", stamp.owner)
 }
 
 /// What a deny by a plan limit tells the backend.
@@ -98,76 +122,199 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         }
     }
 
-    /// The plan limit this container saw spent, if any still holds.
-    fn plan_blocked(&self, stamp: &PlanStamp, now: Timestamp) -> Option<PlanLimit> {
-        let cache = self.cache.lock().ok()?;
+    /// The item to spend from: the root of a single plan allowance, or a
+    /// random shard with a share of every limit that no mark here says is
+    /// spent; the limit to deny on when every one is (a rate if any shard
+    /// is only out of rate: it comes back within its window).
+    fn plan_target(&self, stamp: &PlanStamp, now: Timestamp) -> Result<Target, PlanLimit> {
+        // A poisoned cache knows nothing: the write checks everything.
+        let Ok(cache) = self.cache.lock() else {
+            return Ok(Target::Single);
+        };
         let allowance = stamp.allowance_id();
-        PlanLimit::ALL.into_iter().find(|which| {
-            cache
-                .exhausted
-                .blocked(
-                    &allowance,
-                    mark_item(*which),
-                    (stamp.plan_id.as_str(), stamp.version),
-                    now,
-                )
-                .is_some()
-        })
+        let blocked = |index: u32| {
+            PlanLimit::ALL.into_iter().find(|which| {
+                cache
+                    .exhausted
+                    .blocked(
+                        &allowance,
+                        mark_item(index, *which),
+                        (stamp.plan_id.as_str(), stamp.version),
+                        now,
+                    )
+                    .is_some()
+            })
+        };
+        if stamp.shards <= 1 {
+            return match blocked(0) {
+                Some(which) => Err(which),
+                None => Ok(Target::Single),
+            };
+        }
+        let mut spent = Vec::new();
+        let mut open = Vec::new();
+        for index in 1..=stamp.eligible() {
+            match blocked(index) {
+                Some(which) => spent.push(which),
+                None => open.push(index),
+            }
+        }
+        match open.choose(&mut rand::rng()) {
+            Some(&index) => Ok(Target::Shard {
+                index,
+                count: stamp.shards,
+            }),
+            None if spent.contains(&PlanLimit::Rate) => Err(PlanLimit::Rate),
+            None => Err(spent.first().copied().unwrap_or(PlanLimit::Day)),
+        }
+    }
+
+    fn plan_mark(&self, stamp: &PlanStamp, index: u32, which: PlanLimit, now: Timestamp) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.exhausted.mark(
+                &stamp.allowance_id(),
+                mark_item(index, which),
+                (stamp.plan_id.as_str(), stamp.version),
+                which.reason(),
+                stamp.exhausted_until(which, now),
+            );
+        }
     }
 
     /// Spend one request from the owner's plan (one request, counted),
-    /// unless a limit of it is known spent here.
+    /// unless a limit of it is known spent here. On a sharded plan
+    /// allowance a shard refused for a limit is marked, every shard is
+    /// read at once (one more request) and the spent ones marked, and one
+    /// with room is tried; refused again, the decision is a deny.
     pub(super) async fn spend_plan(
         &self,
         stamp: &PlanStamp,
         now: Timestamp,
         requests: &mut u32,
     ) -> PlanStep {
-        if let Some(which) = self.plan_blocked(stamp, now) {
-            return PlanStep::Denied(which.reason(), plan_hit(stamp, which));
-        }
-        let hints = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.plans.hints.get(&stamp.owner).copied())
-            .unwrap_or_default();
-        let spend = PlanSpend::new(stamp, &hints, now);
-        *requests += 1;
-        match self.store.spend_plan(&spend).await {
-            Ok(PlanOutcome::Admitted(granted)) => {
-                self.plan_hints(&stamp.owner, granted.hints);
-                PlanStep::Granted(spend, granted)
-            }
-            Ok(PlanOutcome::Rejected(old)) => match spend.explain(old.as_ref(), now) {
+        let mut surveyed = false;
+        let mut retried = 0;
+        loop {
+            let target = match self.plan_target(stamp, now) {
+                Ok(target) => target,
+                Err(which) => return PlanStep::Denied(which.reason(), plan_hit(stamp, which)),
+            };
+            let index = index_of(target);
+            let hints = self
+                .cache
+                .lock()
+                .ok()
+                .and_then(|c| c.plans.hints.get(&hints_key(stamp, index)).copied())
+                .unwrap_or_else(|| PlanHints::guess(stamp, now));
+            let spend = PlanSpend::new(stamp, target, &hints, now);
+            *requests += 1;
+            let old = match self.store.spend_plan(&spend).await {
+                Ok(PlanOutcome::Admitted(granted)) => {
+                    self.plan_hints(stamp, index, granted.hints);
+                    return PlanStep::Granted(spend, granted);
+                }
+                Ok(PlanOutcome::Rejected(old)) => old,
+                Err(e) => return PlanStep::Failed(e),
+            };
+            match spend.explain(old.as_ref(), now) {
                 PlanExplained::Deny(which) => {
-                    if let Ok(mut cache) = self.cache.lock() {
-                        cache.exhausted.mark(
-                            &stamp.allowance_id(),
-                            mark_item(which),
-                            (stamp.plan_id.as_str(), stamp.version),
-                            which.reason(),
-                            stamp.exhausted_until(which, now),
-                        );
+                    self.plan_mark(stamp, index, which, now);
+                    if target == Target::Single || surveyed {
+                        return PlanStep::Denied(which.reason(), plan_hit(stamp, which));
                     }
-                    PlanStep::Denied(which.reason(), plan_hit(stamp, which))
+                    surveyed = true;
+                    *requests += 1;
+                    if let Some(step) = self.survey_plan(&spend, now).await {
+                        return step;
+                    }
                 }
                 PlanExplained::Restamp(new) => {
                     self.restamp(&stamp.owner, new.clone(), now);
-                    PlanStep::Restamped(new)
+                    return PlanStep::Restamped(new);
                 }
+                // Counters in another period than thought: again at once
+                // with what the refusal showed (a shard this container
+                // has not written yet costs this once a period).
                 PlanExplained::Retry(hints) => {
-                    self.plan_hints(&stamp.owner, hints);
-                    PlanStep::Again
+                    self.plan_hints(stamp, index, hints);
+                    retried += 1;
+                    if retried > PLAN_RETRIES {
+                        return PlanStep::Again;
+                    }
                 }
-            },
-            Err(e) => PlanStep::Failed(e),
+                PlanExplained::Missing => {
+                    return PlanStep::Failed(StoreError::Corrupt(
+                        "a shard of a plan allowance is missing",
+                    ))
+                }
+            }
         }
     }
 
-    fn plan_hints(&self, owner: &str, hints: PlanHints) {
+    /// Read every shard of a sharded plan allowance at once and mark the
+    /// spent ones; a shard stamped anew says the stamp changed.
+    async fn survey_plan(&self, spend: &PlanSpend, now: Timestamp) -> Option<PlanStep> {
+        let stamp = &spend.stamp;
+        let found = match self.store.survey(&stamp.allowance_id(), stamp.shards).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(owner = %stamp.owner, error = %e, "plan shard survey failed");
+                return None;
+            }
+        };
+        for (index, item) in (1..).zip(found) {
+            let Some(item) = item else { continue };
+            let on = spend.on(Target::Shard {
+                index,
+                count: stamp.shards,
+            });
+            match on.explain(Some(&item), now) {
+                PlanExplained::Deny(which) => self.plan_mark(stamp, index, which, now),
+                PlanExplained::Restamp(new) => {
+                    self.restamp(&stamp.owner, new.clone(), now);
+                    return Some(PlanStep::Restamped(new));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// After a throttled spend: grow the owner's plan allowance (1 -> 16 ->
+    /// 64 shards), at most once a second per container and owner. The stamp
+    /// after it (`None` if no growth was tried or it failed).
+    pub(super) async fn grow_plan(
+        &self,
+        stamp: &PlanStamp,
+        now: Timestamp,
+        requests: &mut u32,
+    ) -> Option<Option<PlanStamp>> {
+        let to = grown_throttled(stamp.shards);
+        let id = stamp.allowance_id();
+        {
+            let mut cache = self.cache.lock().ok()?;
+            if to <= stamp.shards || cache.grown.get(&id).is_some_and(|at| now - at < 1) {
+                return None;
+            }
+            cache.grown.insert(id, now);
+        }
+        // A read of the root (and of the shards when sharded), one transaction.
+        *requests += if stamp.shards > 1 { 3 } else { 2 };
+        match self.store.grow_plan(stamp, to, self.clock.now()).await {
+            Ok(found) => {
+                self.restamp(&stamp.owner, found.clone(), now);
+                Some(found)
+            }
+            Err(e) => {
+                tracing::warn!(owner = %stamp.owner, to, error = %e, "plan allowance growth failed");
+                None
+            }
+        }
+    }
+
+    fn plan_hints(&self, stamp: &PlanStamp, index: u32, hints: PlanHints) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.plans.hints.insert(owner.to_owned(), hints);
+            cache.plans.hints.insert(hints_key(stamp, index), hints);
         }
     }
 

@@ -1,6 +1,7 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
 mod leak;
+mod plan_shards;
 mod plan_spend;
 mod plans;
 mod portal;
@@ -565,6 +566,15 @@ impl Admission for DynamoStore {
 
     async fn refund_plan(&self, spend: &PlanSpend) -> Result<(), StoreError> {
         self.refund_to_plan(spend).await
+    }
+
+    async fn grow_plan(
+        &self,
+        current: &PlanStamp,
+        to: u32,
+        now: Timestamp,
+    ) -> Result<Option<PlanStamp>, StoreError> {
+        self.grow_plan_to(current, to, now).await
     }
 
     async fn peek(&self, allowance_id: &str, target: Target) -> Result<Option<Item>, StoreError> {

@@ -147,6 +147,13 @@ pub mod plan_counters {
     /// Start of the current rate window and its use.
     pub const RATE_START: &str = "prs";
     pub const RATE_USED: &str = "pru";
+    /// On a shard of a sharded plan allowance (`sh` > 1, shards
+    /// `ALW#owner:<owner>#<i>`, each with a copy of the stamp): the shard's
+    /// slice of each limit in its current period or window (the stamp's
+    /// `pr`, `pd`, `pm` stay the plan's whole limits).
+    pub const RATE_SLICE: &str = "prl";
+    pub const DAY_SLICE: &str = "pdl";
+    pub const MONTH_SLICE: &str = "pml";
 }
 
 /// Prefix of the per-plan usage counters on an owner's plan allowance.

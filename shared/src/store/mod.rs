@@ -178,6 +178,18 @@ pub trait Admission: Send + Sync {
     /// Give back a spend the key's own allowance then refused (one
     /// `UpdateItem`, conditional on the periods it counted in).
     async fn refund_plan(&self, spend: &plan_admission::PlanSpend) -> Result<(), StoreError>;
+    /// Grow an owner's plan allowance, stamped with `current`, to `to`
+    /// shards (one consistent read of it and its shards, one transaction
+    /// moving every item to the next stamp version with each limit's
+    /// unspent units shared out anew). Returns the stamp after it, or the
+    /// stamp found if it is no longer `current` (`None`: on no plan);
+    /// [`StoreError::Conflict`] when another change won the race.
+    async fn grow_plan(
+        &self,
+        current: &plan_admission::PlanStamp,
+        to: u32,
+        now: Timestamp,
+    ) -> Result<Option<plan_admission::PlanStamp>, StoreError>;
     /// The item an admission plan for `target` writes, as it is now (one
     /// strongly consistent `GetItem`: 1 RCU up to 4 KB, from the
     /// partition's read budget, not its write budget). What a throttled

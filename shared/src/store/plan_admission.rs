@@ -12,13 +12,22 @@
 //! conditioned on the stamp version `pv` the container knows, so a plan
 //! change, a move to another plan or an unsubscription takes effect on the
 //! very next request: the refused write's old image carries the new stamp.
+//!
+//! **Past one partition.** A plan allowance may be sharded like a key's
+//! (`allowance-design.md`): the root's `sh` = N > 1, and N shard items
+//! `ALW#owner:<owner>#<i>` each carry a copy of the stamp (same `pv`, so a
+//! stamp change is one transaction over the root and every shard) and a
+//! slice of each limit (`prl`, `pdl`, `pml`) that sums over the shards to
+//! the plan's limit. A spend then goes to one shard ([`Target::Shard`]) and
+//! is still one conditional write; the root takes no spends.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::admission::{Expression, Step};
-use super::items::{self, stamp};
+use super::admission::{Expression, Step, Target};
+use super::items::{self, alw, stamp};
+use super::shards::share;
 use crate::clock::Timestamp;
 use crate::decision::DenyReason;
 use crate::limits::{Period, Rate};
@@ -44,6 +53,9 @@ pub struct PlanStamp {
     pub rate: Option<Rate>,
     pub daily: Option<u64>,
     pub monthly: Option<u64>,
+    /// The plan allowance's layout (`sh`): 1 is single (spends go to the
+    /// root), N > 1 is N shards.
+    pub shards: u32,
 }
 
 impl PlanStamp {
@@ -65,7 +77,37 @@ impl PlanStamp {
             },
             daily: num(stamp::DAILY),
             monthly: num(stamp::MONTHLY),
+            shards: num(alw::SHARDS)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1)
+                .max(1),
         })
+    }
+
+    /// The plan's limits, in [`PlanLimit::ALL`] order (`None`: unlimited).
+    pub fn limits(&self) -> [(PlanLimit, Option<u64>); 3] {
+        [
+            (PlanLimit::Rate, self.rate.map(|r| r.limit)),
+            (PlanLimit::Day, self.daily),
+            (PlanLimit::Month, self.monthly),
+        ]
+    }
+
+    /// How many of the shards have a share of every limit: the first
+    /// `min(shards, every limit)` (shares decrease with the index, see
+    /// [`share`]); spends go only to those.
+    pub fn eligible(&self) -> u32 {
+        self.limits()
+            .iter()
+            .filter_map(|(_, limit)| *limit)
+            .fold(u64::from(self.shards.max(1)), u64::min)
+            .max(1) as u32
+    }
+
+    /// Shard `index`'s even share of `which` in a new period or window.
+    pub fn share(&self, which: PlanLimit, index: u32) -> Option<u64> {
+        let limit = self.limits().into_iter().find(|(w, _)| *w == which)?.1?;
+        Some(share(limit, self.eligible(), index))
     }
 
     /// The allowance id of the owner's plan allowance.
@@ -116,15 +158,37 @@ impl PlanLimit {
         }
     }
 
-    fn names(self) -> (&'static str, &'static str, &'static str) {
+    /// (whole limit, period start, used, a shard's slice) attribute names.
+    pub fn names(self) -> [&'static str; 4] {
         match self {
-            PlanLimit::Rate => (stamp::RATE_LIMIT, counters::RATE_START, counters::RATE_USED),
-            PlanLimit::Day => (stamp::DAILY, counters::DAY_START, counters::DAY_USED),
-            PlanLimit::Month => (stamp::MONTHLY, counters::MONTH_START, counters::MONTH_USED),
+            PlanLimit::Rate => [
+                stamp::RATE_LIMIT,
+                counters::RATE_START,
+                counters::RATE_USED,
+                counters::RATE_SLICE,
+            ],
+            PlanLimit::Day => [
+                stamp::DAILY,
+                counters::DAY_START,
+                counters::DAY_USED,
+                counters::DAY_SLICE,
+            ],
+            PlanLimit::Month => [
+                stamp::MONTHLY,
+                counters::MONTH_START,
+                counters::MONTH_USED,
+                counters::MONTH_SLICE,
+            ],
         }
     }
 
-    fn tag(self) -> &'static str {
+    /// The start of this limit's current window or period at `now`.
+    pub fn current(self, stamp: &PlanStamp, now: Timestamp) -> Timestamp {
+        current(stamp, self, now)
+    }
+
+    /// One letter naming the limit in expressions (`r`, `d`, `m`).
+    pub fn tag(self) -> &'static str {
         match self {
             PlanLimit::Rate => "r",
             PlanLimit::Day => "d",
@@ -143,6 +207,17 @@ pub struct PlanHints {
 }
 
 impl PlanHints {
+    /// Best guess for an item not written yet by this container: the
+    /// quotas probably already count this day and month, a short rate
+    /// window probably not yet.
+    pub fn guess(stamp: &PlanStamp, now: Timestamp) -> Self {
+        Self {
+            rate: None,
+            day: stamp.daily.map(|_| current(stamp, PlanLimit::Day, now)),
+            month: stamp.monthly.map(|_| current(stamp, PlanLimit::Month, now)),
+        }
+    }
+
     fn get(&self, which: PlanLimit) -> Option<Timestamp> {
         match which {
             PlanLimit::Rate => self.rate,
@@ -164,6 +239,8 @@ impl PlanHints {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanSpend {
     pub stamp: PlanStamp,
+    /// The item written: the root of a single plan allowance, or a shard.
+    pub target: Target,
     /// The UTC day of the decision (`YYYY-MM-DD`), for the usage counter.
     pub day: String,
     /// Per limit the plan has: its limit and the step the write takes.
@@ -190,6 +267,10 @@ pub enum PlanExplained {
     /// A counter is in another period than this container thought: try
     /// again with these hints.
     Retry(PlanHints),
+    /// The shard written does not exist though the stamp says it should
+    /// (stamps and growth write every shard in one transaction, so this is
+    /// damage, not a race): fail closed.
+    Missing,
 }
 
 fn n(v: impl ToString) -> AttributeValue {
@@ -212,13 +293,9 @@ fn current(stamp: &PlanStamp, which: PlanLimit, now: Timestamp) -> Timestamp {
 impl PlanSpend {
     /// Plan a spend of one request at `now` from what the container last
     /// saw of the counters.
-    pub fn new(stamp: &PlanStamp, hints: &PlanHints, now: Timestamp) -> Self {
-        let limits = [
-            (PlanLimit::Rate, stamp.rate.map(|r| r.limit)),
-            (PlanLimit::Day, stamp.daily),
-            (PlanLimit::Month, stamp.monthly),
-        ];
-        let steps = limits
+    pub fn new(stamp: &PlanStamp, target: Target, hints: &PlanHints, now: Timestamp) -> Self {
+        let steps = stamp
+            .limits()
             .into_iter()
             .filter_map(|(which, limit)| {
                 let limit = limit?;
@@ -232,8 +309,28 @@ impl PlanSpend {
             .collect();
         Self {
             stamp: stamp.clone(),
+            target,
             day: crate::limits::day_string(now),
             steps,
+        }
+    }
+
+    /// The same spend on another item (to explain what a survey read of
+    /// that item shows).
+    pub fn on(&self, target: Target) -> Self {
+        Self {
+            target,
+            ..self.clone()
+        }
+    }
+
+    /// The attribute a counter is bounded by on the item written: the
+    /// plan's limit on the root, the shard's slice on a shard.
+    fn bound(&self, which: PlanLimit) -> &'static str {
+        let [limit, _, _, slice] = which.names();
+        match self.target {
+            Target::Single => limit,
+            Target::Shard { .. } => slice,
         }
     }
 
@@ -245,6 +342,14 @@ impl PlanSpend {
         let mut cond = vec!["#pv = :pv".to_owned(), "#pid = :pid".to_owned()];
         let mut set = Vec::new();
         let mut add = vec!["#pu :one".to_owned()];
+        names.insert("#sh".into(), alw::SHARDS.into());
+        match self.target {
+            Target::Single => cond.push("attribute_not_exists(#sh)".into()),
+            Target::Shard { count, .. } => {
+                values.insert(":sh".into(), n(count));
+                cond.push("#sh = :sh".into());
+            }
+        }
         names.insert("#pv".into(), stamp::STAMP_VERSION.into());
         names.insert("#pid".into(), stamp::PLAN_ID.into());
         names.insert(
@@ -255,22 +360,30 @@ impl PlanSpend {
         values.insert(":pid".into(), AttributeValue::S(self.stamp.plan_id.clone()));
         values.insert(":one".into(), n(1));
         for (which, _, step) in &self.steps {
-            let (limit, start, used) = which.names();
+            let [limit, start, used, _] = which.names();
             let t = which.tag();
-            names.insert(format!("#{t}l"), limit.into());
             names.insert(format!("#{t}s"), start.into());
             names.insert(format!("#{t}u"), used.into());
             values.insert(format!(":{t}s"), n(step.start()));
             match step {
                 Step::Continue(_) => {
-                    cond.push(format!("#{t}s = :{t}s AND #{t}u < #{t}l"));
+                    names.insert(format!("#{t}b"), self.bound(*which).into());
+                    cond.push(format!("#{t}s = :{t}s AND #{t}u < #{t}b"));
                     add.push(format!("#{t}u :one"));
                 }
                 Step::Reset(_) => {
+                    names.insert(format!("#{t}l"), limit.into());
                     cond.push(format!(
                         "(attribute_not_exists(#{t}s) OR #{t}s < :{t}s) AND #{t}l >= :one"
                     ));
                     set.push(format!("#{t}s = :{t}s, #{t}u = :one"));
+                    // A shard's new period starts with its even share.
+                    if let Target::Shard { index, .. } = self.target {
+                        let slice = self.stamp.share(*which, index).unwrap_or(0);
+                        names.insert(format!("#{t}b"), self.bound(*which).into());
+                        values.insert(format!(":{t}b"), n(slice));
+                        set.push(format!("#{t}b = :{t}b"));
+                    }
                 }
             }
         }
@@ -300,7 +413,7 @@ impl PlanSpend {
         // day's and month's units too (a unit of a window lost is a
         // bounded under-admission).
         for (which, _, step) in self.steps.iter().filter(|(w, ..)| *w != PlanLimit::Rate) {
-            let (_, start, used) = which.names();
+            let [_, start, used, _] = which.names();
             let t = which.tag();
             names.insert(format!("#{t}s"), start.into());
             names.insert(format!("#{t}u"), used.into());
@@ -321,13 +434,26 @@ impl PlanSpend {
     pub fn granted(&self, new: &HashMap<String, AttributeValue>) -> PlanGranted {
         let mut out = PlanGranted::default();
         for (which, limit, step) in &self.steps {
-            let (_, start, used) = which.names();
+            let [_, start, used, _] = which.names();
             // A reset writes 1; a value set to what it was may be left out.
             let used = num(new, used).unwrap_or(match step {
                 Step::Reset(_) => 1,
                 Step::Continue(_) => i64::try_from(*limit).unwrap_or(i64::MAX),
             });
-            let left = Some(limit.saturating_sub(u64::try_from(used).unwrap_or(0)));
+            let used = u64::try_from(used).unwrap_or(0);
+            // On a shard: what is left of its even share, times the shards
+            // with a share: an estimate of the whole (readers sum exactly).
+            let left = Some(match self.target {
+                Target::Single => limit.saturating_sub(used),
+                Target::Shard { index, .. } => {
+                    let slice = self.stamp.share(*which, index).unwrap_or(0);
+                    (*limit).min(
+                        slice
+                            .saturating_sub(used)
+                            .saturating_mul(u64::from(self.stamp.eligible())),
+                    )
+                }
+            });
             match which {
                 PlanLimit::Rate => out.rate_remaining = left,
                 PlanLimit::Day => out.daily_remaining = left,
@@ -347,7 +473,10 @@ impl PlanSpend {
         now: Timestamp,
     ) -> PlanExplained {
         let Some(old) = old else {
-            return PlanExplained::Restamp(None);
+            return match self.target {
+                Target::Single => PlanExplained::Restamp(None),
+                Target::Shard { .. } => PlanExplained::Missing,
+            };
         };
         let found = PlanStamp::from_item(&self.stamp.owner, old);
         if found.as_ref() != Some(&self.stamp) {
@@ -355,13 +484,17 @@ impl PlanSpend {
         }
         let mut hints = PlanHints::default();
         for (which, limit, _) in &self.steps {
-            let (_, start, used) = which.names();
+            let [_, start, used, _] = which.names();
             let current = current(&self.stamp, *which, now);
             let seen = num(old, start);
             let used = num(old, used).unwrap_or(0);
-            if seen.is_some_and(|s| s >= current)
-                && used >= i64::try_from(*limit).unwrap_or(i64::MAX)
-            {
+            // A shard's slice of the period as written (absent before the
+            // shard's first write of it: its even share).
+            let bound = match self.target {
+                Target::Single => i64::try_from(*limit).unwrap_or(i64::MAX),
+                Target::Shard { .. } => num(old, self.bound(*which)).unwrap_or(0),
+            };
+            if seen.is_some_and(|s| s >= current) && used >= bound {
                 return PlanExplained::Deny(*which);
             }
             if let Some(s) = seen {
@@ -389,6 +522,7 @@ mod tests {
             }),
             daily: Some(100),
             monthly: None,
+            shards: 1,
         }
     }
 
@@ -420,7 +554,7 @@ mod tests {
     #[test]
     fn a_spend_conditions_every_limit_of_the_plan() {
         let day = Period::Day.window(NOON).start;
-        let fresh = PlanSpend::new(&stamp(), &PlanHints::default(), NOON);
+        let fresh = PlanSpend::new(&stamp(), Target::Single, &PlanHints::default(), NOON);
         let e = fresh.expression();
         assert!(e.condition.starts_with("#pv = :pv AND #pid = :pid"));
         assert!(e
@@ -433,6 +567,7 @@ mod tests {
         assert_eq!(e.names["#pu"], "pu#2026-11-30#pro#ok");
         let warm = PlanSpend::new(
             &stamp(),
+            Target::Single,
             &PlanHints {
                 rate: Some(NOON),
                 day: Some(day),
@@ -441,8 +576,13 @@ mod tests {
             NOON,
         );
         let e = warm.expression();
-        assert!(e.condition.contains("#rs = :rs AND #ru < #rl"));
-        assert!(e.condition.contains("#ds = :ds AND #du < #dl"));
+        assert!(e.condition.contains("#rs = :rs AND #ru < #rb"));
+        assert!(e.condition.contains("#ds = :ds AND #du < #db"));
+        assert_eq!(
+            (e.names["#db"].as_str(), e.names["#rb"].as_str()),
+            ("pd", "pr")
+        );
+        assert!(e.condition.contains("attribute_not_exists(#sh)"));
         assert!(e.update.contains("#ru :one") && e.update.contains("#du :one"));
         let r = warm.refund();
         assert!(r.update.contains("#du :minus") && r.update.contains("#pu :minus"));
@@ -453,7 +593,7 @@ mod tests {
     #[test]
     fn a_refusal_says_which_limit_or_what_changed() {
         let day = Period::Day.window(NOON).start;
-        let spend = PlanSpend::new(&stamp(), &PlanHints::default(), NOON);
+        let spend = PlanSpend::new(&stamp(), Target::Single, &PlanHints::default(), NOON);
         let spent = stamped(&[
             ("pds", n(day)),
             ("pdu", n(100)),
@@ -495,12 +635,74 @@ mod tests {
 
     #[test]
     fn what_is_left_is_read_from_the_update() {
-        let spend = PlanSpend::new(&stamp(), &PlanHints::default(), NOON);
+        let spend = PlanSpend::new(&stamp(), Target::Single, &PlanHints::default(), NOON);
         let g = spend.granted(&item(&[("pru", n(1)), ("pdu", n(40))]));
         assert_eq!(
             (g.rate_remaining, g.daily_remaining, g.monthly_remaining),
             (Some(4), Some(60), None)
         );
         assert_eq!(g.hints.rate, Some(NOON));
+    }
+
+    #[test]
+    fn a_spend_on_a_shard_is_bounded_by_its_slice() {
+        let day = Period::Day.window(NOON).start;
+        // 100/day and 5/s over 16 shards: 5 have a share of both.
+        let sharded = PlanStamp {
+            shards: 16,
+            ..stamp()
+        };
+        assert_eq!(sharded.eligible(), 5);
+        assert_eq!(sharded.share(PlanLimit::Day, 1), Some(20));
+        assert_eq!(sharded.share(PlanLimit::Rate, 5), Some(1));
+        let target = Target::Shard {
+            index: 2,
+            count: 16,
+        };
+        let fresh = PlanSpend::new(&sharded, target, &PlanHints::default(), NOON);
+        let e = fresh.expression();
+        assert!(e.condition.contains("#sh = :sh"));
+        assert_eq!(e.values[":sh"], n(16));
+        assert!(e.update.contains("#db = :db") && e.update.contains("#rb = :rb"));
+        assert_eq!(
+            (e.names["#db"].as_str(), e.values[":db"].clone()),
+            ("pdl", n(20))
+        );
+        let warm = PlanSpend::new(
+            &sharded,
+            target,
+            &PlanHints {
+                rate: Some(NOON),
+                day: Some(day),
+                month: None,
+            },
+            NOON,
+        );
+        assert!(warm.expression().condition.contains("#du < #db"));
+        // The shard's slice, not the plan's limit, is what it denies on.
+        let mut spent = stamped(&[
+            ("sh", n(16)),
+            ("pds", n(day)),
+            ("pdu", n(20)),
+            ("pdl", n(20)),
+        ]);
+        assert_eq!(
+            warm.explain(Some(&spent), NOON),
+            PlanExplained::Deny(PlanLimit::Day)
+        );
+        spent.insert("pdl".into(), n(21));
+        assert!(matches!(
+            warm.explain(Some(&spent), NOON),
+            PlanExplained::Retry(_)
+        ));
+        assert_eq!(warm.explain(None, NOON), PlanExplained::Missing);
+        // A stamp grown since (another layout) is a new stamp.
+        let grown = stamped(&[("sh", n(64)), ("pv", n(4))]);
+        let PlanExplained::Restamp(Some(new)) = warm.explain(Some(&grown), NOON) else {
+            panic!("expected a new stamp")
+        };
+        assert_eq!(new.shards, 64);
+        let g = warm.granted(&item(&[("pdu", n(5)), ("pru", n(1))]));
+        assert_eq!(g.daily_remaining, Some(75), "(20 - 5) x 5 eligible shards");
     }
 }

@@ -75,7 +75,13 @@ pub trait PlanAdmin: PlanLookup {
     /// Stamp every owner subscribed to `plan` with its current version and
     /// limits, idempotently: an owner already stamped at this version or a
     /// newer one, or moved to another plan, is left alone.
-    async fn restamp(&self, plan: &Plan) -> Result<Restamped, StoreError>;
+    /// `now` is the time the new limits take effect (their slices on a
+    /// sharded plan allowance are of the periods at `now`).
+    async fn restamp(
+        &self,
+        plan: &Plan,
+        now: crate::clock::Timestamp,
+    ) -> Result<Restamped, StoreError>;
 
     /// The audit trail of a subject (`plan:<id>`, `owner:<owner>`), oldest first.
     async fn plan_events(

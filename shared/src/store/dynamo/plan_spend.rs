@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::DynamoStore;
-use crate::store::admission::Expression;
+use crate::store::admission::{Expression, Target};
 use crate::store::items;
 use crate::store::plan_admission::{PlanSpend, PlanStamp};
 use crate::store::{PlanOutcome, StoreError};
@@ -29,12 +29,18 @@ impl DynamoStore {
         Ok(out.item.and_then(|item| PlanStamp::from_item(owner, &item)))
     }
 
-    /// A conditional `UpdateItem` of the plan allowance `spend` is on.
+    /// A conditional `UpdateItem` of the plan allowance item `spend` is on
+    /// (the root, or one shard).
     fn plan_update(&self, spend: &PlanSpend, expr: Expression) -> UpdateItemFluentBuilder {
+        let id = spend.stamp.allowance_id();
+        let key = match spend.target {
+            Target::Single => Self::allowance_key(&id),
+            Target::Shard { index, .. } => Self::shard_key(&id, index),
+        };
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::allowance_key(&spend.stamp.allowance_id())))
+            .set_key(Some(key))
             .update_expression(expr.update)
             .condition_expression(expr.condition)
             .set_expression_attribute_names(Some(expr.names))

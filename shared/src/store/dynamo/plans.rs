@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Up
 use tokio::task::JoinSet;
 
 use super::{built, n, s, DynamoStore, Item};
+use crate::clock::Timestamp;
 use crate::plans::audit::PlanEvent;
 use crate::plans::model::{Plan, PlanStamp, Subscription};
 use crate::store::items::{self, stamp};
@@ -20,6 +21,9 @@ use crate::store::{Page, StoreError};
 /// over the table; a plan with 10,000 owners takes 400 rounds of requests.
 const RESTAMP_PAGE: i32 = 100;
 const RESTAMP_BATCH: usize = 25;
+/// Tries per owner when a re-stamp loses a race with a growth of its plan
+/// allowance or a shard's period rolling over.
+const RESTAMP_ATTEMPTS: usize = 4;
 
 fn mapped<T>(what: &'static str, r: Result<T, serde_dynamo::Error>) -> Result<T, StoreError> {
     r.map_err(|source| StoreError::Mapping { what, source })
@@ -35,18 +39,29 @@ impl DynamoStore {
     /// with the same plan at an older plan version (a plan's re-stamp:
     /// idempotent, and never over an owner that moved meanwhile).
     ///
-    /// Today one `Update` of `ALW#owner:<owner>`; the one place to extend
-    /// when owner allowances are sharded.
-    pub(super) fn stamp_owner_plan(
+    /// One `Update` of `ALW#owner:<owner>` while it is single (conditioned
+    /// on it still being single); on a sharded plan allowance (read first,
+    /// strongly consistent), one per item: the root and every shard at the
+    /// next stamp version, each shard with its slices of the new limits in
+    /// the periods at `now` ([`DynamoStore::sharded_stamp`]). Sent together
+    /// (one transaction) or not at all.
+    pub(super) async fn stamp_owner_plan(
         &self,
         owner: &str,
         plan: Option<&PlanStamp<'_>>,
         only_if_older: bool,
+        now: Timestamp,
     ) -> Result<Vec<Update>, StoreError> {
+        let older = "#pid = :pid AND (attribute_not_exists(#pver) OR #pver < :pver)";
+        let layout = self.plan_layout(owner).await?;
+        if layout.shards > 1 {
+            return self.sharded_stamp(owner, &layout, plan, only_if_older.then_some(older), now);
+        }
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::allowance_key(&items::owner_allowance_id(owner))))
             .expression_attribute_names("#pv", stamp::STAMP_VERSION)
+            .expression_attribute_names("#sh", items::alw::SHARDS)
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1));
         let mut set = vec!["#pv = if_not_exists(#pv, :zero) + :one".to_owned()];
@@ -67,16 +82,7 @@ impl DynamoStore {
                     (stamp::MONTHLY, l.monthly),
                 ]
             }
-            None => [
-                stamp::PLAN_ID,
-                stamp::PLAN_VERSION,
-                stamp::RATE_LIMIT,
-                stamp::RATE_WINDOW,
-                stamp::DAILY,
-                stamp::MONTHLY,
-            ]
-            .map(|attr| (attr, None))
-            .to_vec(),
+            None => super::plan_shards::STAMP.map(|attr| (attr, None)).to_vec(),
         };
         for (attr, value) in numbers {
             let name = format!("#{attr}");
@@ -93,11 +99,14 @@ impl DynamoStore {
         if !remove.is_empty() {
             expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        if only_if_older {
-            update = update.condition_expression(
-                "#pid = :pid AND (attribute_not_exists(#pver) OR #pver < :pver)",
-            );
-        }
+        // A growth since the read makes it sharded: the write must then
+        // reach every shard (the caller reads again).
+        let single = "attribute_not_exists(#sh)";
+        update = update.condition_expression(if only_if_older {
+            format!("{single} AND {older}")
+        } else {
+            single.to_owned()
+        });
         Ok(vec![built(update.update_expression(expr).build())?])
     }
 
@@ -172,20 +181,82 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Stamp one owner with `plan` if it is still on it at an older plan
+    /// version: `false` if it is not (moved, or stamped already). A stamp
+    /// that lost a race with a growth of the plan allowance is built again
+    /// from a fresh read (a few times).
+    async fn restamp_owner(
+        &self,
+        owner: &str,
+        plan: &PlanStamp<'_>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..RESTAMP_ATTEMPTS {
+            let mut updates = self.stamp_owner_plan(owner, Some(plan), true, now).await?;
+            let applied = if updates.len() == 1 {
+                let update = updates
+                    .pop()
+                    .ok_or(StoreError::Corrupt("no stamp update"))?;
+                self.send_update(update).await?
+            } else {
+                let actions = updates
+                    .into_iter()
+                    .map(|u| TransactWriteItem::builder().update(u).build())
+                    .collect();
+                match self.transact(actions).await {
+                    Ok(()) => true,
+                    Err(StoreError::Conflict) => false,
+                    Err(e) => return Err(e),
+                }
+            };
+            if applied {
+                return Ok(true);
+            }
+            // Not applied: moved or stamped already (done), or the layout
+            // or a shard's period changed under the write (again).
+            let root = self.plan_layout(owner).await?.root;
+            let on_plan = root.get(stamp::PLAN_ID).and_then(|v| v.as_s().ok())
+                == Some(&plan.plan_id.to_owned());
+            let older = root
+                .get(stamp::PLAN_VERSION)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_none_or(|v| v < plan.plan_version);
+            if !(on_plan && older) {
+                return Ok(false);
+            }
+        }
+        Err(StoreError::Cancelled(vec![
+            "plan allowance kept changing".into()
+        ]))
+    }
+
     /// Stamp one page of members, [`RESTAMP_BATCH`] at a time.
     async fn restamp_owners(
         &self,
         owners: Vec<String>,
         plan: &PlanStamp<'_>,
         done: &mut Restamped,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         for batch in owners.chunks(RESTAMP_BATCH) {
             let mut writes = JoinSet::new();
             for owner in batch {
-                for update in self.stamp_owner_plan(owner, Some(plan), true)? {
-                    let store = self.clone();
-                    writes.spawn(async move { store.send_update(update).await });
-                }
+                let store = self.clone();
+                let owner = owner.clone();
+                let plan = PlanStamp {
+                    plan_id: plan.plan_id,
+                    plan_version: plan.plan_version,
+                    limits: plan.limits,
+                };
+                let plan_id = plan.plan_id.to_owned();
+                writes.spawn(async move {
+                    let plan = PlanStamp {
+                        plan_id: &plan_id,
+                        ..plan
+                    };
+                    store.restamp_owner(&owner, &plan, now).await
+                });
             }
             let mut failed = None;
             while let Some(joined) = writes.join_next().await {
@@ -295,13 +366,16 @@ impl PlanAdmin for DynamoStore {
             }
         }
         let stamp = change.plan.map(PlanStamp::of);
-        for update in self.stamp_owner_plan(owner, stamp.as_ref(), false)? {
+        for update in self
+            .stamp_owner_plan(owner, stamp.as_ref(), false, next.since)
+            .await?
+        {
             actions.push(TransactWriteItem::builder().update(update).build());
         }
         self.transact(actions).await
     }
 
-    async fn restamp(&self, plan: &Plan) -> Result<Restamped, StoreError> {
+    async fn restamp(&self, plan: &Plan, now: Timestamp) -> Result<Restamped, StoreError> {
         let stamp = PlanStamp::of(plan);
         let mut done = Restamped::default();
         let mut cursor = None;
@@ -326,7 +400,7 @@ impl PlanAdmin for DynamoStore {
                         .ok_or(StoreError::Corrupt("plan member without an owner"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            self.restamp_owners(owners, &stamp, &mut done).await?;
+            self.restamp_owners(owners, &stamp, &mut done, now).await?;
             match next {
                 Some(c) => cursor = Some(c),
                 None => return Ok(done),

@@ -71,12 +71,12 @@ fn root_limits(root: &Item) -> Limits {
 
 /// Names and values of one shard write, collected while it is built.
 #[derive(Default)]
-struct Parts {
-    set: Vec<String>,
-    remove: Vec<String>,
-    cond: Vec<String>,
-    names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+pub(super) struct Parts {
+    pub set: Vec<String>,
+    pub remove: Vec<String>,
+    pub cond: Vec<String>,
+    pub names: HashMap<String, String>,
+    pub values: HashMap<String, AttributeValue>,
 }
 
 impl Parts {
@@ -170,6 +170,13 @@ impl DynamoStore {
         )
     }
 
+    /// The conditional update `parts` describe, as a transaction action.
+    pub(super) fn action(&self, key: Item, parts: Parts) -> Result<TransactWriteItem, StoreError> {
+        Ok(TransactWriteItem::builder()
+            .update(self.update_of(key, parts)?)
+            .build())
+    }
+
     /// One shard's conditional update, as a transaction action.
     fn shard_update(
         &self,
@@ -182,7 +189,7 @@ impl DynamoStore {
     }
 
     /// The conditional update `parts` describe, on the item with `key`.
-    fn update_of(&self, key: Item, parts: Parts) -> Result<Update, StoreError> {
+    pub(super) fn update_of(&self, key: Item, parts: Parts) -> Result<Update, StoreError> {
         built(
             Update::builder()
                 .table_name(&self.table)

@@ -93,12 +93,15 @@ impl Rig {
             .expect("update the plan");
     }
 
-    pub async fn key(&self, limits: Limits) -> ApiKey {
+    /// A key of the owner with `limits`, and its record.
+    pub async fn key_and_record(&self, limits: Limits) -> (ApiKey, keygate::model::KeyRecord) {
         let mut spec = KeySpec::new(OWNER, "k", vec![Scope::parse("GET /orders/*").unwrap()]);
         spec.limits = limits;
-        store_key(&self.store, &self.format, spec, self.clock.now())
-            .await
-            .0
+        store_key(&self.store, &self.format, spec, self.clock.now()).await
+    }
+
+    pub async fn key(&self, limits: Limits) -> ApiKey {
+        self.key_and_record(limits).await.0
     }
 
     /// Plan `basic` (30 a second, 100 a day, 10,000 a month), the owner

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use keygate::decision::{Decision, DenyReason};
 use keygate::limits::Limits;
+use keygate::store::{KeyAdmin, UsageStore};
 use keygate_tests::caught_up;
 use keygate_tests::plan_rig::*;
 
@@ -258,4 +259,81 @@ async fn usage_per_plan_splits_real_decisions_at_a_plan_change_in_json_and_csv()
             ("pro".to_owned(), "3".to_owned(), "0".to_owned())
         ]
     );
+}
+
+#[tokio::test]
+async fn a_key_without_limits_of_its_own_is_one_write_and_a_revoke_still_reaches_the_next_request()
+{
+    let rig = rig().await;
+    rig.plan("roomy", daily(1_000)).await;
+    rig.subscribe(Some("roomy")).await;
+    let (key, record) = rig.key_and_record(Limits::default()).await;
+    let (sibling, sibling_record) = rig.key_and_record(Limits::default()).await;
+    caught_up().await;
+    let container = &rig.containers(1)[0];
+    // The first decision reads the record and the owner's plan; from then
+    // on one conditional write each, on the plan allowance only.
+    assert!(container
+        .authorize(&request(&key))
+        .await
+        .unwrap()
+        .decision
+        .is_allow());
+    for _ in 0..5 {
+        let v = container.authorize(&request(&key)).await.unwrap();
+        assert!(v.decision.is_allow(), "{v:?}");
+        assert_eq!(v.requests, 1, "one write per decision");
+    }
+    let v = container.authorize(&request(&sibling)).await.unwrap();
+    assert!(v.decision.is_allow());
+    // Revoked while this container holds the record as active: the next
+    // request is denied (the change fences the plan allowance first, and
+    // the key's own allowance no longer names it).
+    rig.store
+        .revoke(
+            &record.key_id,
+            NOON,
+            &keygate_tests::audit(&record, keygate::store::AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
+    let v = container.authorize(&request(&key)).await.unwrap();
+    assert_eq!(v.decision, Decision::Deny(DenyReason::Revoked), "{v:?}");
+    // The owner's other keys are decided with their own allowance as well
+    // while the fence holds (two writes), then alone again.
+    let v = container.authorize(&request(&sibling)).await.unwrap();
+    assert!(v.decision.is_allow());
+    assert_eq!(v.requests, 2, "plan and the key's own allowance");
+    rig.clock
+        .advance(keygate::store::items::KEY_FENCE_SECONDS + 1);
+    // The first decisions after a minute also read the record and the
+    // plan again and flush the usage detail counted here (one allowance a
+    // decision: the two keys' and the plan's denial count).
+    let mut costs = Vec::new();
+    for _ in 0..5 {
+        let v = container.authorize(&request(&sibling)).await.unwrap();
+        assert!(v.decision.is_allow());
+        costs.push(v.requests);
+    }
+    assert_eq!(costs[3..], [1, 1], "alone again after the fence: {costs:?}");
+    // The plan counts every allowed request exactly; the keys' own counts
+    // are flushed with the container's usage detail.
+    let plan = rig.plan_allowance().await;
+    assert_eq!(plan["pu#2026-11-30#roomy#ok"].as_n().unwrap(), "13");
+    let ids = [
+        record.allowance_id.clone(),
+        sibling_record.allowance_id.clone(),
+    ];
+    let merged = rig.store.allowances(&ids).await.unwrap();
+    let ok = |id: &str, kid: &str| {
+        merged[id]
+            .get(&format!("u#2026-11-30#{kid}#ok"))
+            .and_then(|v| v.as_n().ok())
+            .cloned()
+    };
+    assert_eq!(
+        ok(&record.allowance_id, record.key_id.as_str()).as_deref(),
+        Some("6")
+    );
+    assert!(ok(&sibling_record.allowance_id, sibling_record.key_id.as_str()).is_some());
 }

@@ -299,7 +299,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 }
             }
             if let (None, Some(Some(stamp))) = (&plan_grant, plan.clone()) {
-                match self.spend_plan(&stamp, now, &mut requests).await {
+                // A key without limits of its own is decided by its plan
+                // alone: one write.
+                let alone = record.limits.quota.is_none()
+                    && record.limits.rate.is_none()
+                    && self.may_decide_alone(&record.owner, now);
+                match self.spend_plan(&stamp, now, &mut requests, alone).await {
                     PlanStep::Granted(spend, granted) => plan_grant = Some((spend, granted)),
                     PlanStep::Denied(reason, limit) => {
                         hit = Some(limit);
@@ -314,6 +319,9 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         now = now.max(self.clock.now());
                         continue;
                     }
+                    // A key of the owner changed: its own allowance, whose
+                    // version map the change updated, decides too.
+                    PlanStep::Fenced => continue,
                     PlanStep::Failed(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
                         throttled += 1;
                         tracing::warn!(owner = %stamp.owner, shards = stamp.shards, error = %e, "plan allowance write throttled");
@@ -327,6 +335,19 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         continue;
                     }
                     PlanStep::Failed(e) => return Err(fail(requests, e)),
+                }
+            }
+            if let Some((spend, _)) = &plan_grant {
+                if spend.alone.is_some() {
+                    self.count_alone(record, req, now);
+                    break Ok(Granted {
+                        quota_remaining: None,
+                        rate_remaining: None,
+                        hints,
+                        stale_usage: Vec::new(),
+                        pruned_for_size: false,
+                        writes: None,
+                    });
                 }
             }
             let today = day_string(now);
@@ -950,6 +971,16 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
     }
 
     /// Route and address of an allowed request on a shard, counted here.
+    /// Count a request its plan alone admitted in the key's usage (flushed
+    /// with the container's usage detail: the plan's own count is exact).
+    fn count_alone(&self, record: &KeyRecord, req: &AuthRequest<'_>, now: Timestamp) {
+        let name = items::usage_attr(&day_string(now), record.key_id.as_str(), "ok");
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.detail.count(&record.allowance_id, name, now);
+        }
+        self.count_detail(record, req, now);
+    }
+
     fn count_detail(&self, record: &KeyRecord, req: &AuthRequest<'_>, now: Timestamp) {
         let day = day_string(now);
         let kid = record.key_id.as_str();

@@ -14,6 +14,7 @@ use super::{Authorizer, Cache};
 use crate::clock::{Clock, Timestamp};
 use crate::decision::{DenyReason, LimitHit};
 use crate::limits::day_string;
+use crate::store::items;
 use crate::store::plan_admission::{
     self, PlanExplained, PlanGranted, PlanHints, PlanLimit, PlanSpend, PlanStamp,
 };
@@ -26,6 +27,8 @@ pub(super) struct Stamps {
     stamps: HashMap<String, (Option<PlanStamp>, Timestamp)>,
     /// Counter hints per plan allowance item (`<owner>#<item>`).
     hints: HashMap<String, PlanHints>,
+    /// Owners whose key-change fence this container met, and until when.
+    fences: HashMap<String, Timestamp>,
 }
 
 /// What one spend from the plan allowance came to.
@@ -38,6 +41,9 @@ pub(super) enum PlanStep {
     Restamped(Option<PlanStamp>),
     /// A counter is in a later period than this reading: decide again.
     Again,
+    /// A spend deciding alone met the owner's key-change fence: decide
+    /// again with the key's own allowance too.
+    Fenced,
     Failed(StoreError),
 }
 
@@ -59,6 +65,10 @@ fn index_of(target: Target) -> u32 {
         Target::Shard { index, .. } => index,
     }
 }
+
+/// Seconds of a key-change fence not available to a container's record
+/// cache: the change's own commit after the fence, and clocks apart.
+const FENCE_MARGIN: i64 = 20;
 
 /// Spends retried at once on counters found in another period, before the
 /// decision starts over with a fresh clock reading.
@@ -186,11 +196,16 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
     /// allowance a shard refused for a limit is marked, every shard is
     /// read at once (one more request) and the spent ones marked, and one
     /// with room is tried; refused again, the decision is a deny.
+    ///
+    /// `alone`: the spend decides by itself (a key without limits of its
+    /// own, no fence known here), so it is conditioned on no key-change
+    /// fence.
     pub(super) async fn spend_plan(
         &self,
         stamp: &PlanStamp,
         now: Timestamp,
         requests: &mut u32,
+        alone: bool,
     ) -> PlanStep {
         let mut surveyed = false;
         let mut retried = 0;
@@ -206,7 +221,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 .ok()
                 .and_then(|c| c.plans.hints.get(&hints_key(stamp, index)).copied())
                 .unwrap_or_else(|| PlanHints::guess(stamp, now));
-            let spend = PlanSpend::new(stamp, target, &hints, now);
+            let mut spend = PlanSpend::new(stamp, target, &hints, now);
+            if alone {
+                spend = spend.alone(now);
+            }
             *requests += 1;
             let old = match self.store.spend_plan(&spend).await {
                 Ok(PlanOutcome::Admitted(granted)) => {
@@ -241,6 +259,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     if retried > PLAN_RETRIES {
                         return PlanStep::Again;
                     }
+                }
+                PlanExplained::Fenced(until) => {
+                    if let Ok(mut cache) = self.cache.lock() {
+                        cache.plans.fences.insert(stamp.owner.clone(), until);
+                    }
+                    return PlanStep::Fenced;
                 }
                 PlanExplained::Missing => {
                     return PlanStep::Failed(StoreError::Corrupt(
@@ -310,6 +334,17 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 None
             }
         }
+    }
+
+    /// Whether a key of `owner` without limits of its own may be decided
+    /// by its plan alone now: the cache TTL is well inside the fence, and
+    /// this container has met no fence of the owner that still holds.
+    pub(super) fn may_decide_alone(&self, owner: &str, now: Timestamp) -> bool {
+        self.config.cache_ttl < items::KEY_FENCE_SECONDS - FENCE_MARGIN
+            && self
+                .cache
+                .lock()
+                .is_ok_and(|c| c.plans.fences.get(owner).is_none_or(|until| *until < now))
     }
 
     fn plan_hints(&self, stamp: &PlanStamp, index: u32, hints: PlanHints) {

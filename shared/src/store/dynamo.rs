@@ -1,5 +1,6 @@
 //! [`DynamoStore`]: the store traits over one DynamoDB table.
 
+mod key_fence;
 mod leak;
 mod plan_shards;
 mod plan_spend;
@@ -234,7 +235,7 @@ impl DynamoStore {
         ];
         actions.extend(extra);
         self.commit_with_allowance(
-            &record.allowance_id,
+            (&record.owner, &record.allowance_id),
             actions,
             (root, &kv, limits.as_ref()),
             audit.at,
@@ -244,14 +245,19 @@ impl DynamoStore {
 
     /// `actions` with the allowance side of a record change, in one
     /// transaction: built for a single allowance first (no read), and once
-    /// more with the layout if the allowance turns out to be sharded.
+    /// more with the layout if the allowance turns out to be sharded. The
+    /// owner's key-change fence goes up first ([`items::KEY_FENCE`]): one
+    /// more write, so that no container admits on the old record from the
+    /// owner's plan allowance alone.
     async fn commit_with_allowance(
         &self,
-        allowance_id: &str,
+        (owner, allowance_id): (&str, &str),
         actions: Vec<TransactWriteItem>,
         change: (Update, &KvChange, Option<&crate::limits::Limits>),
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.fence_owner_keys(owner, now + items::KEY_FENCE_SECONDS)
+            .await?;
         let (root, kv, limits) = change;
         let mut layout = None;
         let mut completed = false;
@@ -834,8 +840,13 @@ impl KeyAdmin for DynamoStore {
             self.put_new(Self::audit_item(&rotated)?)?,
             self.put_new(Self::audit_item(&issued)?)?,
         ];
-        self.commit_with_allowance(&old.allowance_id, actions, (share, &kv, None), now)
-            .await?;
+        self.commit_with_allowance(
+            (&old.owner, &old.allowance_id),
+            actions,
+            (share, &kv, None),
+            now,
+        )
+        .await?;
         Ok(updated)
     }
 

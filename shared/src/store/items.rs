@@ -156,6 +156,22 @@ pub mod plan_counters {
     pub const MONTH_SLICE: &str = "pml";
 }
 
+/// The key-change fence on an owner's plan allowance (root and every
+/// shard), N: epoch seconds until which a decision on the owner's plan may
+/// not skip its key's own allowance. Every change of a key record of the
+/// owner sets it to [`KEY_FENCE_SECONDS`] ahead before the change commits:
+/// a key without limits of its own spends from its owner's plan in one
+/// write, conditioned on no fence, and a fenced one writes its own
+/// allowance too (whose version map `kv` the change updates), so a change
+/// reaches the next request even of a container holding the old record.
+pub const KEY_FENCE: &str = "kx";
+
+/// How long a key change fences its owner's plan allowance, in seconds:
+/// longer than a container keeps a record read before the change
+/// (`AuthConfig::cache_ttl`, 10 s by default) plus the change's own
+/// commit, with room for clocks a few seconds apart.
+pub const KEY_FENCE_SECONDS: i64 = 60;
+
 /// Prefix of the per-plan usage counters on an owner's plan allowance.
 pub const PLAN_USAGE_PREFIX: &str = "pu#";
 

@@ -243,6 +243,10 @@ pub struct PlanSpend {
     pub target: Target,
     /// The UTC day of the decision (`YYYY-MM-DD`), for the usage counter.
     pub day: String,
+    /// Set (to the decision's clock reading) when this spend decides alone,
+    /// for a key without limits of its own: then it also requires no
+    /// key-change fence ([`items::KEY_FENCE`]) at that time.
+    pub alone: Option<Timestamp>,
     /// Per limit the plan has: its limit and the step the write takes.
     steps: Vec<(PlanLimit, u64, Step)>,
 }
@@ -267,6 +271,10 @@ pub enum PlanExplained {
     /// A counter is in another period than this container thought: try
     /// again with these hints.
     Retry(PlanHints),
+    /// A spend deciding alone met a key-change fence (until this time): a
+    /// key record of the owner changed, so the key's own allowance decides
+    /// too until then.
+    Fenced(Timestamp),
     /// The shard written does not exist though the stamp says it should
     /// (stamps and growth write every shard in one transaction, so this is
     /// damage, not a race): fail closed.
@@ -311,7 +319,16 @@ impl PlanSpend {
             stamp: stamp.clone(),
             target,
             day: crate::limits::day_string(now),
+            alone: None,
             steps,
+        }
+    }
+
+    /// The same spend deciding alone at `now` (see [`PlanSpend::alone`]).
+    pub fn alone(self, now: Timestamp) -> Self {
+        Self {
+            alone: Some(now),
+            ..self
         }
     }
 
@@ -359,6 +376,11 @@ impl PlanSpend {
         values.insert(":pv".into(), n(self.stamp.version));
         values.insert(":pid".into(), AttributeValue::S(self.stamp.plan_id.clone()));
         values.insert(":one".into(), n(1));
+        if let Some(at) = self.alone {
+            names.insert("#kx".into(), items::KEY_FENCE.into());
+            values.insert(":kx".into(), n(at));
+            cond.push("(attribute_not_exists(#kx) OR #kx < :kx)".into());
+        }
         for (which, _, step) in &self.steps {
             let [limit, start, used, _] = which.names();
             let t = which.tag();
@@ -499,6 +521,11 @@ impl PlanSpend {
             }
             if let Some(s) = seen {
                 hints.set(*which, s);
+            }
+        }
+        if let (Some(at), Some(until)) = (self.alone, num(old, items::KEY_FENCE)) {
+            if until >= at {
+                return PlanExplained::Fenced(until);
             }
         }
         PlanExplained::Retry(hints)
@@ -704,5 +731,47 @@ mod tests {
         assert_eq!(new.shards, 64);
         let g = warm.granted(&item(&[("pdu", n(5)), ("pru", n(1))]));
         assert_eq!(g.daily_remaining, Some(75), "(20 - 5) x 5 eligible shards");
+    }
+
+    #[test]
+    fn a_spend_deciding_alone_requires_no_key_change_fence() {
+        let day = Period::Day.window(NOON).start;
+        let hints = PlanHints {
+            rate: Some(NOON),
+            day: Some(day),
+            month: None,
+        };
+        let both = PlanSpend::new(&stamp(), Target::Single, &hints, NOON);
+        assert!(!both.expression().condition.contains("#kx"));
+        let alone = both.clone().alone(NOON);
+        let e = alone.expression();
+        assert!(e
+            .condition
+            .contains("(attribute_not_exists(#kx) OR #kx < :kx)"));
+        assert_eq!(e.values[":kx"], n(NOON));
+        let fenced = stamped(&[
+            ("kx", n(NOON + 60)),
+            ("pds", n(day)),
+            ("pdu", n(3)),
+            ("prs", n(NOON)),
+            ("pru", n(1)),
+        ]);
+        assert_eq!(
+            alone.explain(Some(&fenced), NOON),
+            PlanExplained::Fenced(NOON + 60)
+        );
+        // A spent limit still says so; a fence past is no fence.
+        let mut spent = fenced.clone();
+        spent.insert("pdu".into(), n(100));
+        assert_eq!(
+            alone.explain(Some(&spent), NOON),
+            PlanExplained::Deny(PlanLimit::Day)
+        );
+        let mut old = fenced;
+        old.insert("kx".into(), n(NOON - 1));
+        assert!(matches!(
+            alone.explain(Some(&old), NOON),
+            PlanExplained::Retry(_)
+        ));
     }
 }

@@ -316,6 +316,16 @@ impl DynamoStore {
         root.values.insert(":to".into(), n(to));
         root.set.push("#pv = :pvn, #sh = :to".into());
         root.cond.push("#pv = :pvr".into());
+        // The new shards copy the key-change fence read: a fence set since
+        // must fail this (and is then written to every shard).
+        root.names.insert("#kx".into(), items::KEY_FENCE.into());
+        match layout.root.get(items::KEY_FENCE) {
+            Some(fence) => {
+                root.values.insert(":kx".into(), fence.clone());
+                root.cond.push("#kx = :kx".into());
+            }
+            None => root.cond.push("attribute_not_exists(#kx)".into()),
+        }
         actions.push(self.action(Self::allowance_key(&id), root)?);
         for index in 1..=to {
             let i = index as usize - 1;
@@ -340,6 +350,10 @@ impl DynamoStore {
                     if let Some(v) = layout.root.get(attr) {
                         item.insert(attr.into(), v.clone());
                     }
+                }
+                // A key-change fence reaches the new shards too.
+                if let Some(fence) = layout.root.get(items::KEY_FENCE) {
+                    item.insert(items::KEY_FENCE.into(), fence.clone());
                 }
                 item.insert(stamp::STAMP_VERSION.into(), n(next.version));
                 item.insert(alw::SHARDS.into(), n(to));

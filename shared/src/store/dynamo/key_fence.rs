@@ -3,6 +3,8 @@
 //! no container spends a key without limits of its own from the plan alone
 //! (one write) on a record read before the change.
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+
 use super::shards::Parts;
 use super::{n, DynamoStore};
 use crate::clock::Timestamp;
@@ -57,11 +59,29 @@ impl DynamoStore {
                 }
                 parts
             };
-            let mut actions = vec![self.action(Self::allowance_key(&id), parts())?];
-            if shards > 1 {
-                for index in 1..=shards {
-                    actions.push(self.action(Self::shard_key(&id, index), parts())?);
+            if shards <= 1 {
+                // One item: one `UpdateItem` (a transaction bills twice).
+                let p = parts();
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::allowance_key(&id)))
+                    .update_expression(p.expression())
+                    .condition_expression(p.cond.join(" AND "))
+                    .set_expression_attribute_names(Some(p.names))
+                    .set_expression_attribute_values(Some(p.values))
+                    .send()
+                    .await;
+                match result.map_err(|e| e.into_service_error()) {
+                    Ok(_) => return Ok(()),
+                    Err(UpdateItemError::ConditionalCheckFailedException(_)) => continue,
+                    Err(other) => return Err(StoreError::Dynamo(Box::new(other.into()))),
                 }
+            }
+            let mut actions = vec![self.action(Self::allowance_key(&id), parts())?];
+            for index in 1..=shards {
+                actions.push(self.action(Self::shard_key(&id, index), parts())?);
             }
             match self.transact(actions).await {
                 Err(StoreError::Conflict) => continue,

@@ -136,7 +136,7 @@ impl Parts {
         }
     }
 
-    fn expression(&self) -> String {
+    pub(super) fn expression(&self) -> String {
         let mut expr = String::new();
         if !self.set.is_empty() {
             expr.push_str(&format!("SET {}", self.set.join(", ")));

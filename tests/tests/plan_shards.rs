@@ -10,24 +10,35 @@ use keygate::clock::Clock;
 use keygate::decision::{Decision, DenyReason};
 use keygate::limits::Limits;
 use keygate::store::plan_admission::PlanStamp;
-use keygate::store::{items, Admission, UsageStore};
+use keygate::store::{items, Admission, KeyAdmin, UsageStore};
 use keygate_tests::caught_up;
 use keygate_tests::plan_rig::*;
 
+/// The tests of this file run one at a time: the throttled one measures
+/// timeouts, and six at once on two cores slow the emulator past the
+/// function's budget.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Grow the owner's plan allowance to `shards` (as a throttled container
-/// would) and return its stamp after.
+/// would) and return its stamp after. The stamp is read as a container
+/// reads it (eventually consistent): a stale one is refused and read again.
 async fn grow(rig: &Rig, shards: u32) -> PlanStamp {
-    let stamp = rig
-        .store
-        .plan_stamp(OWNER)
-        .await
-        .unwrap()
-        .expect("on a plan");
-    rig.store
-        .grow_plan(&stamp, shards, rig.clock.now())
-        .await
-        .unwrap()
-        .expect("still on a plan")
+    for _ in 0..20 {
+        let stamp = rig
+            .store
+            .plan_stamp(OWNER)
+            .await
+            .unwrap()
+            .expect("on a plan");
+        match rig.store.grow_plan(&stamp, shards, rig.clock.now()).await {
+            Ok(Some(after)) if after.shards >= shards => return after,
+            Ok(_) | Err(keygate::store::StoreError::Conflict) => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("growth failed: {e}"),
+        }
+    }
+    panic!("the plan allowance did not grow to {shards}")
 }
 
 /// A number attribute of every shard, summed.
@@ -49,6 +60,7 @@ async fn shards_sum(rig: &Rig, shards: u32, name: &str) -> u64 {
 
 #[tokio::test]
 async fn a_plan_allowance_grown_onto_shards_admits_exactly_its_limits() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let rig = rig().await;
     let keys = rig.basic_plan_with_three_keys().await;
     caught_up().await;
@@ -93,6 +105,7 @@ async fn a_plan_allowance_grown_onto_shards_admits_exactly_its_limits() {
 
 #[tokio::test]
 async fn plan_changes_reslice_a_sharded_plan_allowance_and_reach_the_next_request() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let rig = rig().await;
     rig.plan("small", daily(20)).await;
     rig.plan("other", daily(50)).await;
@@ -140,6 +153,7 @@ async fn plan_changes_reslice_a_sharded_plan_allowance_and_reach_the_next_reques
 
 #[tokio::test]
 async fn a_throttled_plan_allowance_grows_and_no_decision_under_its_limits_is_denied() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     // A partition takes 20 write units a second here (DynamoDB's 1,000
     // scaled by 0.02): eight containers spending from one owner's plan
     // throttle it within the first second, and it must grow past that.
@@ -209,4 +223,160 @@ async fn a_throttled_plan_allowance_grows_and_no_decision_under_its_limits_is_de
         failures.len()
     );
     assert!(other.is_empty(), "{first:?}, shards: {shards:?}");
+}
+
+/// Decisions from every container, each a loop of `n`, while `during` runs:
+/// how many were allowed.
+async fn spend_while<F: std::future::Future<Output = ()>>(
+    containers: &[Arc<Container>],
+    keys: &[keygate::key::ApiKey],
+    n: usize,
+    during: F,
+) -> usize {
+    let mut tasks = Vec::new();
+    for (c, container) in containers.iter().enumerate() {
+        let container = container.clone();
+        let keys = keys.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for i in 0..n {
+                let key = &keys[(c + i) % keys.len()];
+                let v = container.authorize(&request(key)).await.expect("decided");
+                ok += usize::from(v.decision.is_allow());
+            }
+            ok
+        }));
+    }
+    during.await;
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap();
+    }
+    ok
+}
+
+#[tokio::test]
+async fn growth_and_a_raise_while_keys_spend_near_the_limit_never_admit_past_it() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let rig = rig().await;
+    rig.plan("tight", daily(120)).await;
+    rig.subscribe(Some("tight")).await;
+    let keys = vec![
+        rig.key(Limits::default()).await,
+        rig.key(Limits::default()).await,
+    ];
+    caught_up().await;
+    let containers = rig.containers(6);
+    // Growth from one item to 16, then to 64, while six containers spend.
+    let first = spend_while(&containers, &keys, 30, async {
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        grow(&rig, 16).await;
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        grow(&rig, 64).await;
+    })
+    .await;
+    assert!(first <= 120, "{first} allowed of 120");
+    // A raise to 150 while they spend on: never past 150.
+    rig.clock.advance(1);
+    let second = spend_while(&containers, &keys, 20, async {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        rig.change("tight", daily(150)).await;
+    })
+    .await;
+    assert!(first + second <= 150, "{first} + {second} allowed of 150");
+    // Whatever was left is found (the marks of spent shards last a second).
+    rig.clock.advance(1);
+    let rest = allowed(&burst(&containers, &keys, 20).await);
+    assert_eq!(first + second + rest, 150, "exactly the limit");
+    assert_eq!(
+        shards_sum(&rig, 64, "pdu").await + root_used(&rig).await,
+        150
+    );
+}
+
+/// What the plan allowance's root counted today before it was sharded.
+async fn root_used(rig: &Rig) -> u64 {
+    rig.plan_allowance()
+        .await
+        .get("pdu")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_growth_left_half_made_is_completed_by_the_next_spend() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let rig = rig().await;
+    rig.plan("basic", daily(50)).await;
+    rig.subscribe(Some("basic")).await;
+    let keys = vec![rig.key(Limits::default()).await];
+    caught_up().await;
+    let containers = rig.containers(2);
+    assert_eq!(allowed(&burst(&containers, &keys, 5).await), 10);
+    // The first step of a growth only (the root frozen onto 16 shards at
+    // the next stamp version), as if its container died before the second.
+    let pk = items::allowance_pk(&items::owner_allowance_id(OWNER));
+    rig.store
+        .client()
+        .update_item()
+        .table_name(rig.store.table())
+        .key(items::PK, aws_sdk_dynamodb::types::AttributeValue::S(pk))
+        .key(
+            items::SK,
+            aws_sdk_dynamodb::types::AttributeValue::S(items::ALLOWANCE_SK.into()),
+        )
+        .update_expression("SET sh = :sh, pfz = :now ADD pv :one")
+        .expression_attribute_values(
+            ":sh",
+            aws_sdk_dynamodb::types::AttributeValue::N("16".into()),
+        )
+        .expression_attribute_values(
+            ":now",
+            aws_sdk_dynamodb::types::AttributeValue::N(rig.clock.now().to_string()),
+        )
+        .expression_attribute_values(
+            ":one",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    rig.clock.advance(1);
+    let verdicts = burst(&containers, &keys, 30).await;
+    assert_eq!(
+        allowed(&verdicts),
+        40,
+        "the 40 the root left, over the shards"
+    );
+    assert_eq!(shards_sum(&rig, 16, "pdl").await, 40);
+}
+
+#[tokio::test]
+async fn a_revoke_fences_every_shard_of_a_sharded_plan_allowance() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let rig = rig().await;
+    rig.plan("roomy", daily(1_000)).await;
+    rig.subscribe(Some("roomy")).await;
+    let (key, record) = rig.key_and_record(Limits::default()).await;
+    caught_up().await;
+    grow(&rig, 16).await;
+    let container = &rig.containers(1)[0];
+    for _ in 0..3 {
+        assert!(allows(container, &key).await);
+    }
+    rig.store
+        .revoke(
+            &record.key_id,
+            rig.clock.now(),
+            &keygate_tests::audit(&record, keygate::store::AuditAction::Revoked),
+        )
+        .await
+        .unwrap();
+    let fence = rig.clock.now() + items::KEY_FENCE_SECONDS;
+    let root = rig.plan_allowance().await;
+    assert_eq!(root["kx"].as_n().unwrap(), &fence.to_string());
+    assert_eq!(shards_sum(&rig, 16, "kx").await, 16 * fence as u64);
+    let v = container.authorize(&request(&key)).await.unwrap();
+    assert_eq!(v.decision, Decision::Deny(DenyReason::Revoked), "{v:?}");
 }

@@ -416,7 +416,7 @@ async fn a_plan_update_restamps_every_subscriber_before_it_answers() {
         .store
         .restamp(
             &api.store.plan("team").await.unwrap().unwrap(),
-            keygate::clock::Clock::now(&keygate::clock::SystemClock),
+            &keygate::clock::SystemClock,
         )
         .await
         .unwrap();

@@ -322,6 +322,15 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     // A key of the owner changed: its own allowance, whose
                     // version map the change updated, decides too.
                     PlanStep::Fenced => continue,
+                    // A transaction (a growth, a plan change) holds the item:
+                    // a moment, then again.
+                    PlanStep::Failed(e) if e.is_transaction_conflict() && throttled < MAX_THROTTLED => {
+                        throttled += 1;
+                        let pause = rand::rng().random_range(2..=10) * u64::from(throttled);
+                        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                        now = now.max(self.clock.now());
+                        continue;
+                    }
                     PlanStep::Failed(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
                         throttled += 1;
                         tracing::warn!(owner = %stamp.owner, shards = stamp.shards, error = %e, "plan allowance write throttled");
@@ -497,6 +506,14 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 // The item's partition is over its throughput: spread the
                 // allowance over more shards (at most once a second per
                 // container), then try again on the new layout.
+                // A transaction (a growth, a record change) holds the
+                // item: a moment, then again (not a throughput problem).
+                Err(e) if e.is_transaction_conflict() && throttled < MAX_THROTTLED => {
+                    throttled += 1;
+                    let pause = rand::rng().random_range(2..=10) * u64::from(throttled);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    now = now.max(self.clock.now());
+                }
                 Err(e) if e.is_throttle() && throttled < MAX_THROTTLED => {
                     throttled += 1;
                     tracing::warn!(allowance = %record.allowance_id, shards = hints.shards, error = %e, "allowance write throttled");
@@ -970,7 +987,6 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         }
     }
 
-    /// Route and address of an allowed request on a shard, counted here.
     /// Count a request its plan alone admitted in the key's usage (flushed
     /// with the container's usage detail: the plan's own count is exact).
     fn count_alone(&self, record: &KeyRecord, req: &AuthRequest<'_>, now: Timestamp) {
@@ -981,6 +997,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         self.count_detail(record, req, now);
     }
 
+    /// Route and address of an allowed request on a shard, counted here.
     fn count_detail(&self, record: &KeyRecord, req: &AuthRequest<'_>, now: Timestamp) {
         let day = day_string(now);
         let kid = record.key_id.as_str();

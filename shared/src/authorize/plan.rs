@@ -266,10 +266,17 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     }
                     return PlanStep::Fenced;
                 }
+                // A growth whose shards are not made yet: make them (the
+                // store does, reading the layout), then decide again.
                 PlanExplained::Missing => {
-                    return PlanStep::Failed(StoreError::Corrupt(
-                        "a shard of a plan allowance is missing",
-                    ))
+                    *requests += 2;
+                    return match self.store.grow_plan(stamp, stamp.shards, now).await {
+                        Ok(found) => {
+                            self.restamp(&stamp.owner, found.clone(), now);
+                            PlanStep::Restamped(found)
+                        }
+                        Err(e) => PlanStep::Failed(e),
+                    };
                 }
             }
         }

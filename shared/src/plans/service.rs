@@ -190,7 +190,7 @@ impl<'a, S: PlanAdmin, C: Clock> PlanService<'a, S, C> {
         }
         if (&new.name, new.limits) == (&old.name, old.limits) {
             // Nothing to change: a retry of an update whose re-stamp failed.
-            self.store.restamp(&old, self.clock.now()).await?;
+            self.store.restamp(&old, self.clock).await?;
             return Ok(old);
         }
         if req.version.is_some_and(|v| v != old.version) {
@@ -211,7 +211,7 @@ impl<'a, S: PlanAdmin, C: Clock> PlanService<'a, S, C> {
             Err(StoreError::Conflict) => return Err(version_conflict()),
             other => other?,
         }
-        let done = self.store.restamp(&new, now).await?;
+        let done = self.store.restamp(&new, self.clock).await?;
         tracing::info!(
             plan_id,
             version = new.version,

@@ -34,6 +34,10 @@ use shards::KvChange;
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Items one `TransactWriteItems` takes at most (DynamoDB API Reference,
+/// TransactWriteItems).
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
 /// The store over one table. Cheap to clone; build it once per container.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -246,9 +250,10 @@ impl DynamoStore {
     /// `actions` with the allowance side of a record change, in one
     /// transaction: built for a single allowance first (no read), and once
     /// more with the layout if the allowance turns out to be sharded. The
-    /// owner's key-change fence goes up first ([`items::KEY_FENCE`]): one
-    /// more write, so that no container admits on the old record from the
-    /// owner's plan allowance alone.
+    /// owner's key-change fence ([`items::KEY_FENCE`]) goes in the same
+    /// transaction while the owner's plan allowance is single (so that no
+    /// container admits on the old record from the owner's plan allowance
+    /// alone); a sharded one is fenced item by item first.
     async fn commit_with_allowance(
         &self,
         (owner, allowance_id): (&str, &str),
@@ -256,10 +261,11 @@ impl DynamoStore {
         change: (Update, &KvChange, Option<&crate::limits::Limits>),
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.fence_owner_keys(owner, now + items::KEY_FENCE_SECONDS)
-            .await?;
+        let until = now + items::KEY_FENCE_SECONDS;
         let (root, kv, limits) = change;
         let mut layout = None;
+        let mut plan_shards = 1;
+        let mut plan_read = false;
         let mut completed = false;
         loop {
             let mut all = actions.clone();
@@ -274,20 +280,38 @@ impl DynamoStore {
                 )
                 .await?,
             );
+            if plan_shards <= 1 && all.len() < MAX_TRANSACTION_ITEMS {
+                all.push(self.fence_action(owner, until)?);
+            } else {
+                self.fence_owner_keys(owner, until).await?;
+            }
             match self.transact(all).await {
-                Err(StoreError::Conflict) if layout.is_none() => {
-                    match self.sharded_layout(allowance_id).await? {
-                        Some(found) => layout = Some(found),
-                        None => return Err(StoreError::Conflict),
+                Err(StoreError::Conflict) => {
+                    // The plan allowance may be sharded (or have grown).
+                    if !plan_read {
+                        plan_read = true;
+                        let found = self.plan_shard_count(owner).await?;
+                        if found != plan_shards {
+                            plan_shards = found;
+                            continue;
+                        }
                     }
-                }
-                // A growth left half made (its shards not created yet) fails
-                // every shard's update: make its shards, then try once more.
-                Err(StoreError::Conflict) if !completed => {
-                    completed = true;
-                    let shards = layout.as_ref().map_or(1, |l| l.shards);
-                    self.grow_to(allowance_id, shards, now).await?;
-                    layout = self.sharded_layout(allowance_id).await?;
+                    if layout.is_none() {
+                        match self.sharded_layout(allowance_id).await? {
+                            Some(found) => layout = Some(found),
+                            None => return Err(StoreError::Conflict),
+                        }
+                    } else if !completed {
+                        // A growth left half made (its shards not created
+                        // yet) fails every shard's update: make its shards,
+                        // then try once more.
+                        completed = true;
+                        let shards = layout.as_ref().map_or(1, |l| l.shards);
+                        self.grow_to(allowance_id, shards, now).await?;
+                        layout = self.sharded_layout(allowance_id).await?;
+                    } else {
+                        return Err(StoreError::Conflict);
+                    }
                 }
                 other => return other.map(|_| ()),
             }

@@ -111,6 +111,17 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// A write refused because a transaction was changing the same item
+    /// (`TransactionConflictException`; DynamoDB Developer Guide,
+    /// "Transaction conflict handling"): nothing was decided, and the same
+    /// write a moment later may succeed. The SDK does not retry it.
+    pub fn is_transaction_conflict(&self) -> bool {
+        use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+        matches!(self, StoreError::Dynamo(e) if e.code() == Some("TransactionConflictException"))
+    }
+}
+
 /// One page of a listing, and where the next one starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

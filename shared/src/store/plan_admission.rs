@@ -275,9 +275,8 @@ pub enum PlanExplained {
     /// key record of the owner changed, so the key's own allowance decides
     /// too until then.
     Fenced(Timestamp),
-    /// The shard written does not exist though the stamp says it should
-    /// (stamps and growth write every shard in one transaction, so this is
-    /// damage, not a race): fail closed.
+    /// The shard written does not exist though the stamp says it should:
+    /// a growth's second step (making the shards) is not made yet.
     Missing,
 }
 
@@ -429,7 +428,6 @@ impl PlanSpend {
         );
         values.insert(":pid".into(), AttributeValue::S(self.stamp.plan_id.clone()));
         values.insert(":minus".into(), n(-1));
-        values.insert(":zero".into(), n(0));
         // Not the rate window's unit: a window is short, often over by the
         // time the key refused, and one condition failing would keep the
         // day's and month's units too (a unit of a window lost is a
@@ -440,6 +438,9 @@ impl PlanSpend {
             names.insert(format!("#{t}s"), start.into());
             names.insert(format!("#{t}u"), used.into());
             values.insert(format!(":{t}s"), n(step.start()));
+            // Only with a day or month counter: a value no expression uses
+            // is refused (a rate-only plan's refund has none).
+            values.insert(":zero".into(), n(0));
             cond.push(format!("#{t}s = :{t}s AND #{t}u > :zero"));
             add.push(format!("#{t}u :minus"));
         }
@@ -669,6 +670,22 @@ mod tests {
             (Some(4), Some(60), None)
         );
         assert_eq!(g.hints.rate, Some(NOON));
+    }
+
+    #[test]
+    fn a_rate_only_plans_refund_uses_every_value_it_defines() {
+        let rate_only = PlanStamp {
+            daily: None,
+            ..stamp()
+        };
+        let r = PlanSpend::new(&rate_only, Target::Single, &PlanHints::default(), NOON).refund();
+        let text = format!("{} {}", r.update, r.condition);
+        for name in r.values.keys() {
+            assert!(text.contains(name.as_str()), "{name} unused: {text}");
+        }
+        for name in r.names.keys() {
+            assert!(text.contains(name.as_str()), "{name} unused: {text}");
+        }
     }
 
     #[test]

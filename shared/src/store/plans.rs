@@ -75,12 +75,12 @@ pub trait PlanAdmin: PlanLookup {
     /// Stamp every owner subscribed to `plan` with its current version and
     /// limits, idempotently: an owner already stamped at this version or a
     /// newer one, or moved to another plan, is left alone.
-    /// `now` is the time the new limits take effect (their slices on a
-    /// sharded plan allowance are of the periods at `now`).
+    /// `clock` is read for each owner's write: the slices of a sharded
+    /// plan allowance are of the periods at that time.
     async fn restamp(
         &self,
         plan: &Plan,
-        now: crate::clock::Timestamp,
+        clock: &dyn crate::clock::Clock,
     ) -> Result<Restamped, StoreError>;
 
     /// The audit trail of a subject (`plan:<id>`, `owner:<owner>`), oldest first.

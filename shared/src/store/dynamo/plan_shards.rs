@@ -3,10 +3,14 @@
 //! onto more shards, and a stamp change carried to every shard, each in one
 //! transaction so that the root and every shard always carry the same
 //! stamp version `pv`. The slices of each plan limit always sum to it.
-use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ReturnValue, TransactWriteItem, Update,
+};
 
 use super::shards::Parts;
-use super::{n, DynamoStore, Item};
+use super::{built, n, DynamoStore, Item};
 use crate::clock::Timestamp;
 use crate::store::items::{self, alw, stamp};
 use crate::store::plan_admission::{PlanLimit, PlanStamp};
@@ -22,6 +26,10 @@ pub(super) const STAMP: [&str; 6] = [
     stamp::DAILY,
     stamp::MONTHLY,
 ];
+
+/// When a single plan allowance was frozen to grow (epoch seconds, on the
+/// root): its shards share out what it left in the periods of that time.
+const FROZEN_AT: &str = "pfz";
 
 /// An owner's plan allowance as read (strongly consistent).
 #[derive(Debug, Clone)]
@@ -108,9 +116,10 @@ impl LimitSlices {
 }
 
 /// Set a shard's slice of a limit, conditioned on its counter still
-/// counting the period it was read in (its use may have moved: the slice
-/// keeps what it used then plus its share of what was left, so whatever it
-/// admitted in between is in the sum).
+/// counting the period it was read in and not past the new slice (its use
+/// may have moved since the read; a unit it admitted in between is within
+/// the slice, so the slices still sum to the limit: else the write fails
+/// and is made again from a fresh read).
 fn slice(parts: &mut Parts, limit: &LimitSlices, index: usize) {
     let [_, start, used, bound] = limit.which.names();
     let slice = &limit.slices[index];
@@ -126,12 +135,40 @@ fn slice(parts: &mut Parts, limit: &LimitSlices, index: usize) {
         }
         None => parts.cond.push(format!("attribute_not_exists(#{t}s)")),
     }
-    if slice.read.start != Some(limit.current) {
-        parts.names.insert(format!("#{t}u"), used.into());
+    parts.names.insert(format!("#{t}u"), used.into());
+    if slice.read.start == Some(limit.current) {
+        parts.cond.push(format!("#{t}u <= :{t}b"));
+    } else {
         parts.values.insert(format!(":{t}c"), n(limit.current));
         parts.values.insert(format!(":{t}z"), n(slice.used));
         parts.set.push(format!("#{t}s = :{t}c, #{t}u = :{t}z"));
     }
+}
+
+/// A new shard: the root's stamp and key-change fence, `pv` and `sh` of the
+/// layout, and its slice of each limit in the current periods.
+fn new_shard(
+    key: Item,
+    root: &Item,
+    (version, count): (u64, u32),
+    slices: &[LimitSlices],
+    index: usize,
+) -> Item {
+    let mut item = key;
+    for attr in STAMP.iter().chain([&items::KEY_FENCE]) {
+        if let Some(v) = root.get(*attr) {
+            item.insert((*attr).into(), v.clone());
+        }
+    }
+    item.insert(stamp::STAMP_VERSION.into(), n(version));
+    item.insert(alw::SHARDS.into(), n(count));
+    for limit in slices {
+        let [_, start, used, bound] = limit.which.names();
+        item.insert(start.into(), n(limit.current));
+        item.insert(used.into(), n(0));
+        item.insert(bound.into(), n(limit.slices[index].limit));
+    }
+    item
 }
 
 /// The stamp attributes of `plan`: each with its value, or `None` (removed).
@@ -178,19 +215,107 @@ impl DynamoStore {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(1)
             .max(1);
-        let items = if shards > 1 {
+        let mut items = if shards > 1 {
             self.shard_items(&id, shards, true).await?
         } else {
             Vec::new()
         };
-        Ok(PlanLayout {
+        let mut layout = PlanLayout {
             version: num(&root, stamp::STAMP_VERSION)
                 .and_then(|v| u64::try_from(v).ok())
                 .unwrap_or(0),
             root,
             shards,
-            items,
-        })
+            items: Vec::new(),
+        };
+        // A growth whose second step was not made (or lost): make it.
+        if shards > 1 && items.iter().all(HashMap::is_empty) {
+            self.create_plan_shards(owner, &layout).await?;
+            items = self.shard_items(&id, shards, true).await?;
+        }
+        layout.items = items;
+        Ok(layout)
+    }
+
+    /// Step two of a growth from single: every shard at once, only if none
+    /// exists, with what the frozen root left of each limit in the periods
+    /// it counted (the periods at the freeze, so a later completion shares
+    /// out the same units); [`StoreError::Conflict`] (someone made them) is
+    /// success.
+    async fn create_plan_shards(&self, owner: &str, layout: &PlanLayout) -> Result<(), StoreError> {
+        let Some(stamp) = PlanStamp::from_item(owner, &layout.root) else {
+            // Unsubscribed meanwhile: shards without a stamp, so no spend
+            // is admitted on them.
+            return self.create_bare_shards(owner, layout).await;
+        };
+        let at = num(&layout.root, FROZEN_AT).unwrap_or(0);
+        let mut slices = Vec::new();
+        let empty = PlanLayout {
+            items: Vec::new(),
+            ..layout.clone()
+        };
+        for which in PlanLimit::ALL {
+            let count = (layout.shards, stamp.eligible());
+            if let Some(s) = LimitSlices::of(&stamp, which, &empty, count, at)? {
+                slices.push(s);
+            }
+        }
+        let id = stamp.allowance_id();
+        let mut actions = vec![self.root_unchanged(&id, layout)?];
+        for index in 1..=layout.shards {
+            let key = Self::shard_key(&id, index);
+            let item = new_shard(
+                key,
+                &layout.root,
+                (layout.version, layout.shards),
+                &slices,
+                index as usize - 1,
+            );
+            actions.push(self.put_new(item)?);
+        }
+        match self.transact(actions).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A check that the root is still as read: its stamp version and its
+    /// key-change fence (shards copy both).
+    fn root_unchanged(
+        &self,
+        id: &str,
+        layout: &PlanLayout,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::allowance_key(id)))
+            .expression_attribute_names("#pv", stamp::STAMP_VERSION)
+            .expression_attribute_names("#kx", items::KEY_FENCE)
+            .expression_attribute_values(":pv", n(layout.version));
+        check = match layout.root.get(items::KEY_FENCE) {
+            Some(fence) => check
+                .expression_attribute_values(":kx", fence.clone())
+                .condition_expression("#pv = :pv AND #kx = :kx"),
+            None => check.condition_expression("#pv = :pv AND attribute_not_exists(#kx)"),
+        };
+        Ok(TransactWriteItem::builder()
+            .condition_check(built(check.build())?)
+            .build())
+    }
+
+    /// Shards of an owner no longer on a plan: the layout only.
+    async fn create_bare_shards(&self, owner: &str, layout: &PlanLayout) -> Result<(), StoreError> {
+        let id = items::owner_allowance_id(owner);
+        let mut actions = vec![self.root_unchanged(&id, layout)?];
+        for index in 1..=layout.shards {
+            let key = Self::shard_key(&id, index);
+            let item = new_shard(key, &layout.root, (layout.version, layout.shards), &[], 0);
+            actions.push(self.put_new(item)?);
+        }
+        match self.transact(actions).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The updates that stamp a sharded plan allowance with `plan` (or
@@ -273,14 +398,17 @@ impl DynamoStore {
     }
 
     /// Grow the owner's plan allowance, stamped with `current`, to `to`
-    /// shards: one consistent read of the root and its shards, then one
-    /// transaction that moves the root and every shard to the next stamp
-    /// version and the new layout, with each limit's unspent units shared
-    /// out anew (a single root's use in the current periods counts as
-    /// spent: it takes no spends from then on). Returns the stamp after it;
-    /// when the stamp read is not `current` (another growth or a plan
-    /// change won), that stamp, unchanged. [`StoreError::Conflict`] when the
-    /// transaction lost a race.
+    /// shards. From single, in two steps, as a key's allowance grows: one
+    /// `UpdateItem` moves the root to the next stamp version and the new
+    /// layout (from then on no spend is admitted on it, so its counters are
+    /// final; it records when, `pfz`), then one transaction creates every
+    /// shard with an even share of what the root left
+    /// ([`DynamoStore::plan_layout`] makes that step for anyone who finds
+    /// it missing). From sharded, one transaction over the root and every
+    /// shard, each shard conditioned on its use not past its new slice.
+    /// Returns the stamp after it; when the stamp read is not `current`
+    /// (another growth or a plan change won), that stamp, unchanged.
+    /// [`StoreError::Conflict`] when a write lost a race.
     pub(in crate::store) async fn grow_plan_to(
         &self,
         current: &PlanStamp,
@@ -301,23 +429,41 @@ impl DynamoStore {
             ..found
         };
         let id = current.allowance_id();
+        let mut root = Parts::default();
+        root.names.insert("#pv".into(), stamp::STAMP_VERSION.into());
+        root.names.insert("#sh".into(), alw::SHARDS.into());
+        root.values.insert(":pvr".into(), n(current.version));
+        root.values.insert(":pvn".into(), n(next.version));
+        root.values.insert(":to".into(), n(to));
+        root.set.push("#pv = :pvn, #sh = :to".into());
+        root.cond.push("#pv = :pvr".into());
+        if layout.shards <= 1 {
+            root.names.insert("#fz".into(), FROZEN_AT.into());
+            root.values.insert(":fz".into(), n(now));
+            root.set.push("#fz = :fz".into());
+            root.cond.push("attribute_not_exists(#sh)".into());
+            let update = self.update_of(Self::allowance_key(&id), root)?;
+            let Some(root) = self.update_alone(update, ReturnValue::AllNew).await? else {
+                return Err(StoreError::Conflict);
+            };
+            let frozen = PlanLayout {
+                version: next.version,
+                root,
+                shards: to,
+                items: Vec::new(),
+            };
+            self.create_plan_shards(owner, &frozen).await?;
+            tracing::info!(owner = %owner, to, "plan allowance sharded");
+            return Ok(Some(next));
+        }
         let mut slices = Vec::new();
         for which in PlanLimit::ALL {
             if let Some(s) = LimitSlices::of(&next, which, &layout, (to, next.eligible()), now)? {
                 slices.push(s);
             }
         }
-        let mut actions = Vec::new();
-        let mut root = Parts::default();
-        root.names.insert("#pv".into(), stamp::STAMP_VERSION.into());
-        root.names.insert("#sh".into(), alw::SHARDS.into());
-        root.values.insert(":pvr".into(), n(found.version));
-        root.values.insert(":pvn".into(), n(next.version));
-        root.values.insert(":to".into(), n(to));
-        root.set.push("#pv = :pvn, #sh = :to".into());
-        root.cond.push("#pv = :pvr".into());
         // The new shards copy the key-change fence read: a fence set since
-        // must fail this (and is then written to every shard).
+        // must fail this (the fence is then written to every shard).
         root.names.insert("#kx".into(), items::KEY_FENCE.into());
         match layout.root.get(items::KEY_FENCE) {
             Some(fence) => {
@@ -326,10 +472,10 @@ impl DynamoStore {
             }
             None => root.cond.push("attribute_not_exists(#kx)".into()),
         }
-        actions.push(self.action(Self::allowance_key(&id), root)?);
+        let mut actions = vec![self.action(Self::allowance_key(&id), root)?];
         for index in 1..=to {
             let i = index as usize - 1;
-            if index <= layout.shards && layout.shards > 1 {
+            if index <= layout.shards {
                 let mut parts = Parts::default();
                 parts
                     .names
@@ -345,29 +491,13 @@ impl DynamoStore {
                 }
                 actions.push(self.action(Self::shard_key(&id, index), parts)?);
             } else {
-                let mut item = Self::shard_key(&id, index);
-                for attr in STAMP {
-                    if let Some(v) = layout.root.get(attr) {
-                        item.insert(attr.into(), v.clone());
-                    }
-                }
-                // A key-change fence reaches the new shards too.
-                if let Some(fence) = layout.root.get(items::KEY_FENCE) {
-                    item.insert(items::KEY_FENCE.into(), fence.clone());
-                }
-                item.insert(stamp::STAMP_VERSION.into(), n(next.version));
-                item.insert(alw::SHARDS.into(), n(to));
-                for limit in &slices {
-                    let [_, start, used, bound] = limit.which.names();
-                    item.insert(start.into(), n(limit.current));
-                    item.insert(used.into(), n(0));
-                    item.insert(bound.into(), n(limit.slices[i].limit));
-                }
+                let key = Self::shard_key(&id, index);
+                let item = new_shard(key, &layout.root, (next.version, to), &slices, i);
                 actions.push(self.put_new(item)?);
             }
         }
         self.transact(actions).await?;
-        tracing::info!(owner = %owner, from = layout.shards, to, "plan allowance sharded");
+        tracing::info!(owner = %owner, from = layout.shards, to, "plan allowance resliced");
         Ok(Some(next))
     }
 }

@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
 use tokio::task::JoinSet;
 
 use super::{built, n, s, DynamoStore, Item};
@@ -113,6 +115,19 @@ impl DynamoStore {
     /// Send one transaction action alone, as an `UpdateItem` (one write,
     /// not a transaction's two). `false` when its condition failed.
     async fn send_update(&self, update: Update) -> Result<bool, StoreError> {
+        Ok(self
+            .update_alone(update, ReturnValue::None)
+            .await?
+            .is_some())
+    }
+
+    /// Send one transaction action alone, as an `UpdateItem` returning
+    /// `returning`: `None` when its condition failed.
+    pub(super) async fn update_alone(
+        &self,
+        update: Update,
+        returning: ReturnValue,
+    ) -> Result<Option<Item>, StoreError> {
         let result = self
             .client
             .update_item()
@@ -122,12 +137,13 @@ impl DynamoStore {
             .set_condition_expression(update.condition_expression().map(str::to_owned))
             .set_expression_attribute_names(update.expression_attribute_names().cloned())
             .set_expression_attribute_values(update.expression_attribute_values().cloned())
+            .return_values(returning)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
             Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(None),
                 other => Err(StoreError::Dynamo(Box::new(other.into()))),
             },
         }
@@ -191,8 +207,19 @@ impl DynamoStore {
         plan: &PlanStamp<'_>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        for _ in 0..RESTAMP_ATTEMPTS {
-            let mut updates = self.stamp_owner_plan(owner, Some(plan), true, now).await?;
+        let started = std::time::Instant::now();
+        for attempt in 0..RESTAMP_ATTEMPTS {
+            if attempt > 0 {
+                // A shard's counters in a later window than this reading
+                // (the clock moved on, or the authorizers' is ahead).
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            let at = now + i64::try_from(started.elapsed().as_secs()).unwrap_or(0);
+            let mut updates = match self.stamp_owner_plan(owner, Some(plan), true, at).await {
+                Ok(updates) => updates,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            };
             let applied = if updates.len() == 1 {
                 let update = updates
                     .pop()
@@ -226,6 +253,7 @@ impl DynamoStore {
                 return Ok(false);
             }
         }
+        // Answered 503 (retry the update: idempotent).
         Err(StoreError::Cancelled(vec![
             "plan allowance kept changing".into()
         ]))
@@ -237,9 +265,10 @@ impl DynamoStore {
         owners: Vec<String>,
         plan: &PlanStamp<'_>,
         done: &mut Restamped,
-        now: Timestamp,
+        clock: &dyn crate::clock::Clock,
     ) -> Result<(), StoreError> {
         for batch in owners.chunks(RESTAMP_BATCH) {
+            let now = clock.now();
             let mut writes = JoinSet::new();
             for owner in batch {
                 let store = self.clone();
@@ -375,7 +404,11 @@ impl PlanAdmin for DynamoStore {
         self.transact(actions).await
     }
 
-    async fn restamp(&self, plan: &Plan, now: Timestamp) -> Result<Restamped, StoreError> {
+    async fn restamp(
+        &self,
+        plan: &Plan,
+        clock: &dyn crate::clock::Clock,
+    ) -> Result<Restamped, StoreError> {
         let stamp = PlanStamp::of(plan);
         let mut done = Restamped::default();
         let mut cursor = None;
@@ -400,7 +433,8 @@ impl PlanAdmin for DynamoStore {
                         .ok_or(StoreError::Corrupt("plan member without an owner"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            self.restamp_owners(owners, &stamp, &mut done, now).await?;
+            self.restamp_owners(owners, &stamp, &mut done, clock)
+                .await?;
             match next {
                 Some(c) => cursor = Some(c),
                 None => return Ok(done),

@@ -143,6 +143,20 @@ pub fn shared_plan(rate: f64, seconds: f64) -> Scenario {
     s
 }
 
+/// Ten keys of one owner on a plan whose only limit, a monthly quota, is
+/// far away: the steady state of a plan, one write per decision once the
+/// plan allowance has grown.
+pub fn shared_plan_far(rate: f64, seconds: f64) -> Scenario {
+    let mut s = shared_plan(rate, seconds);
+    s.name = format!("{}/s steady, plan of 10 keys, quota far", rate as u64);
+    s.plan = Some(keygate::plans::PlanLimits {
+        rate: None,
+        daily: None,
+        monthly: Some(1_000_000_000),
+    });
+    s
+}
+
 /// The limits a scenario's decisions are judged against: the plan's (its
 /// rate and daily quota) when the owner is on one, else the key's.
 pub fn judged_limits(s: &Scenario) -> Limits {
@@ -178,5 +192,6 @@ pub fn bench(seconds: f64) -> Vec<Scenario> {
         }
     }
     out.push(shared_plan(10_000.0, seconds));
+    out.push(shared_plan_far(10_000.0, seconds));
     out
 }

@@ -319,6 +319,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         now = now.max(self.clock.now());
                         continue;
                     }
+                    PlanStep::Ahead(at) => {
+                        now = now.max(at).max(self.clock.now());
+                        continue;
+                    }
                     // A key of the owner changed: its own allowance, whose
                     // version map the change updated, decides too.
                     PlanStep::Fenced => continue,

@@ -41,6 +41,10 @@ pub(super) enum PlanStep {
     Restamped(Option<PlanStamp>),
     /// A counter is in a later period than this reading: decide again.
     Again,
+    /// A counter of the plan is already in the window or period starting
+    /// then (other containers' clocks are ahead): the decision is made in
+    /// it, so it is dated from it.
+    Ahead(Timestamp),
     /// A spend deciding alone met the owner's key-change fence: decide
     /// again with the key's own allowance too.
     Fenced,
@@ -255,6 +259,17 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 // has not written yet costs this once a period).
                 PlanExplained::Retry(hints) => {
                     self.plan_hints(stamp, index, hints);
+                    let ahead = [
+                        (PlanLimit::Rate, hints.rate),
+                        (PlanLimit::Day, hints.day),
+                        (PlanLimit::Month, hints.month),
+                    ]
+                    .into_iter()
+                    .filter_map(|(which, seen)| seen.filter(|s| *s > which.current(stamp, now)))
+                    .max();
+                    if let Some(at) = ahead {
+                        return PlanStep::Ahead(at);
+                    }
                     retried += 1;
                     if retried > PLAN_RETRIES {
                         return PlanStep::Again;

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
 use super::shards::Parts;
 use super::{built, n, DynamoStore, Item};
 use crate::clock::Timestamp;
-use crate::store::items::{self, alw, stamp};
+use crate::store::items::{self, alw, plan_counters as counters, stamp};
 use crate::store::plan_admission::{PlanLimit, PlanStamp};
 use crate::store::shards::{reslice, Counter, Slice};
 use crate::store::StoreError;
@@ -248,7 +248,19 @@ impl DynamoStore {
             // is admitted on them.
             return self.create_bare_shards(owner, layout).await;
         };
-        let at = num(&layout.root, FROZEN_AT).unwrap_or(0);
+        // The latest of the freeze and of every period the root counted
+        // (a container with a later clock may have written it in the next
+        // rate window before the freeze): no counter is then ahead.
+        let at = [
+            FROZEN_AT,
+            counters::RATE_START,
+            counters::DAY_START,
+            counters::MONTH_START,
+        ]
+        .iter()
+        .filter_map(|name| num(&layout.root, name))
+        .max()
+        .unwrap_or(0);
         let mut slices = Vec::new();
         let empty = PlanLayout {
             items: Vec::new(),

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use rand::seq::IndexedRandom;
+use rand::Rng;
 
 use super::{Authorizer, Cache};
 use crate::clock::{Clock, Timestamp};
@@ -289,6 +290,15 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         Ok(found) => {
                             self.restamp(&stamp.owner, found.clone(), now);
                             PlanStep::Restamped(found)
+                        }
+                        // Another container is making them: a moment,
+                        // then again.
+                        Err(e)
+                            if e.is_transaction_conflict() || matches!(e, StoreError::Conflict) =>
+                        {
+                            let pause = rand::rng().random_range(2..=10);
+                            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                            PlanStep::Restamped(Some(stamp.clone()))
                         }
                         Err(e) => PlanStep::Failed(e),
                     };

@@ -116,9 +116,15 @@ impl StoreError {
     /// (`TransactionConflictException`; DynamoDB Developer Guide,
     /// "Transaction conflict handling"): nothing was decided, and the same
     /// write a moment later may succeed. The SDK does not retry it.
+    /// A transaction cancelled for one of its items being changed by
+    /// another transaction (`TransactionConflict`) is one too.
     pub fn is_transaction_conflict(&self) -> bool {
         use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-        matches!(self, StoreError::Dynamo(e) if e.code() == Some("TransactionConflictException"))
+        match self {
+            StoreError::Dynamo(e) => e.code() == Some("TransactionConflictException"),
+            StoreError::Cancelled(reasons) => reasons.iter().any(|r| r == "TransactionConflict"),
+            _ => false,
+        }
     }
 }
 

@@ -136,13 +136,37 @@ fn slice(parts: &mut Parts, limit: &LimitSlices, index: usize) {
         None => parts.cond.push(format!("attribute_not_exists(#{t}s)")),
     }
     parts.names.insert(format!("#{t}u"), used.into());
-    if slice.read.start == Some(limit.current) {
-        parts.cond.push(format!("#{t}u <= :{t}b"));
-    } else {
-        parts.values.insert(format!(":{t}c"), n(limit.current));
-        parts.values.insert(format!(":{t}z"), n(slice.used));
-        parts.set.push(format!("#{t}s = :{t}c, #{t}u = :{t}z"));
+    match slice.read.start {
+        Some(read) if read == limit.current => parts.cond.push(format!("#{t}u <= :{t}b")),
+        // Counting a window of another length (the rate window changed):
+        // its use carries into the current one, whatever it is by then.
+        Some(read) if read > limit.current => {
+            parts.cond.push(format!("#{t}u <= :{t}b"));
+            parts.values.insert(format!(":{t}c"), n(limit.current));
+            parts.set.push(format!("#{t}s = :{t}c"));
+        }
+        // An older period: nothing of it counts in this one.
+        _ => {
+            parts.values.insert(format!(":{t}c"), n(limit.current));
+            parts.values.insert(format!(":{t}z"), n(0));
+            parts.set.push(format!("#{t}s = :{t}c, #{t}u = :{t}z"));
+        }
     }
+}
+
+/// The latest of `now` and of every period start the root and the shards
+/// counted: other containers' clocks may be a window ahead of this one's,
+/// and slices are of the latest period anyone has counted.
+fn latest(now: Timestamp, layout: &PlanLayout) -> Timestamp {
+    let starts = [
+        counters::RATE_START,
+        counters::DAY_START,
+        counters::MONTH_START,
+    ];
+    std::iter::once(&layout.root)
+        .chain(&layout.items)
+        .flat_map(|item| starts.iter().filter_map(|name| num(item, name)))
+        .fold(now, Timestamp::max)
 }
 
 /// A new shard: the root's stamp and key-change fence, `pv` and `sh` of the
@@ -251,16 +275,7 @@ impl DynamoStore {
         // The latest of the freeze and of every period the root counted
         // (a container with a later clock may have written it in the next
         // rate window before the freeze): no counter is then ahead.
-        let at = [
-            FROZEN_AT,
-            counters::RATE_START,
-            counters::DAY_START,
-            counters::MONTH_START,
-        ]
-        .iter()
-        .filter_map(|name| num(&layout.root, name))
-        .max()
-        .unwrap_or(0);
+        let at = latest(num(&layout.root, FROZEN_AT).unwrap_or(0), layout);
         let mut slices = Vec::new();
         let empty = PlanLayout {
             items: Vec::new(),
@@ -286,7 +301,9 @@ impl DynamoStore {
             actions.push(self.put_new(item)?);
         }
         match self.transact(actions).await {
+            // Made by someone else, or being made right now.
             Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) if e.is_transaction_conflict() => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -325,7 +342,9 @@ impl DynamoStore {
             actions.push(self.put_new(item)?);
         }
         match self.transact(actions).await {
+            // Made by someone else, or being made right now.
             Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) if e.is_transaction_conflict() => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -359,9 +378,10 @@ impl DynamoStore {
                     shards: layout.shards,
                 };
                 let mut all = Vec::new();
+                let at = latest(now, layout);
                 for which in PlanLimit::ALL {
                     let count = (layout.shards, stamp.eligible());
-                    if let Some(s) = LimitSlices::of(&stamp, which, layout, count, now)? {
+                    if let Some(s) = LimitSlices::of(&stamp, which, layout, count, at)? {
                         all.push(s);
                     }
                 }
@@ -469,8 +489,9 @@ impl DynamoStore {
             return Ok(Some(next));
         }
         let mut slices = Vec::new();
+        let at = latest(now, &layout);
         for which in PlanLimit::ALL {
-            if let Some(s) = LimitSlices::of(&next, which, &layout, (to, next.eligible()), now)? {
+            if let Some(s) = LimitSlices::of(&next, which, &layout, (to, next.eligible()), at)? {
                 slices.push(s);
             }
         }

@@ -502,7 +502,7 @@ async fn near_quota_flags_plan_daily_and_monthly_quotas() {
         rig.key(owner).await;
     }
     rig.plan("free", 10, 1000).await;
-    rig.plan("team", 1000, 100).await;
+    rig.plan("team", 100, 100).await;
     rig.subscribe("dayco", "free").await;
     rig.subscribe("monthco", "free").await;
     rig.subscribe("calmco", "team").await;
@@ -537,7 +537,7 @@ async fn near_quota_flags_plan_daily_and_monthly_quotas() {
         ],
     )
     .await;
-    // calmco: 7 of 1,000 today and of 100 this month, under 80%.
+    // calmco: 7 of 100 today and 79 of 100 this month, under 80%.
     seed_quota_counters(&rig.store, "calmco", today, 7, 79).await;
     seed_plan_counters(
         &rig.store,

@@ -92,6 +92,15 @@ pub fn validate_plan_limits(limits: &PlanLimits) -> Result<(), ManageError> {
             return bad(field, format!("a quota must be 1-{MAX_QUOTA}"));
         }
     }
+    // As for a key's limits: one day cannot spend more than its month.
+    if let (Some(daily), Some(monthly)) = (limits.daily, limits.monthly) {
+        if daily > monthly {
+            return bad(
+                ".daily",
+                "a daily quota cannot be larger than the monthly one".into(),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -123,6 +132,11 @@ mod tests {
             field(r#"{"rate": {"limit": 5, "window": 86401}}"#).unwrap(),
             "limits.rate.window"
         );
+        assert_eq!(
+            field(r#"{"daily": 100, "monthly": 10}"#).unwrap(),
+            "limits.daily"
+        );
+        assert_eq!(field(r#"{"daily": 10, "monthly": 10}"#), None);
     }
 
     #[test]

@@ -125,10 +125,16 @@ impl Rig {
     }
 
     pub fn containers(&self, n: usize) -> Vec<Arc<Container>> {
+        self.containers_over(&self.store, n)
+    }
+
+    /// `n` containers deciding through `store` (for example one with the
+    /// function's production SDK settings).
+    pub fn containers_over(&self, store: &DynamoStore, n: usize) -> Vec<Arc<Container>> {
         (0..n)
             .map(|_| {
                 Arc::new(Authorizer::new(
-                    self.store.clone(),
+                    store.clone(),
                     self.clock.clone(),
                     self.format.clone(),
                     AuthConfig::default(),

@@ -167,16 +167,7 @@ async fn a_throttled_plan_allowance_grows_and_no_decision_under_its_limits_is_de
     }
     caught_up().await;
     let store = keygate_tests::production_store(&rig.proxy.endpoint(), rig.store.table()).await;
-    let containers: Vec<Arc<Container>> = (0..8)
-        .map(|_| {
-            Arc::new(keygate::authorize::Authorizer::new(
-                store.clone(),
-                rig.clock.clone(),
-                rig.format.clone(),
-                keygate::authorize::AuthConfig::default(),
-            ))
-        })
-        .collect();
+    let containers = rig.containers_over(&store, 8);
     let mut tasks = Vec::new();
     for (c, container) in containers.iter().enumerate() {
         let container = container.clone();

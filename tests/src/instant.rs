@@ -43,8 +43,7 @@ impl Admission for InstantStore {
                         start: step.start(),
                     }),
             },
-            stale_usage: Vec::new(),
-            pruned_for_size: false,
+            stale: keygate::store::StaleUsage::default(),
             writes: None,
         }))
     }
@@ -114,8 +113,9 @@ impl Admission for InstantStore {
         _: &str,
         _: &[(String, u64)],
         _: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        Ok(())
+        _: Option<&str>,
+    ) -> Result<keygate::store::StaleUsage, StoreError> {
+        Ok(keygate::store::StaleUsage::default())
     }
 
     async fn record_denial(

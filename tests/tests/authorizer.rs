@@ -839,23 +839,11 @@ async fn changing_limits_through_one_key_of_a_rotated_pair_keeps_both_working() 
     assert!(rig.allowed(&rig.call_with(&new_key).await));
 }
 
-/// If the daily report job stops, the authorizer's daily pruning is the
-/// backstop that keeps the allowance under DynamoDB's 400 KB item limit:
-/// while the item is over `ALLOWANCE_PRUNE_BYTES`, its oldest counters go,
-/// a batch per decision, never those of its two newest days (before, days
-/// within the 35-day retention were kept whatever their size, and a busy
-/// key's allowance could outgrow what DynamoDB accepts).
-#[tokio::test]
-async fn an_allowance_near_the_item_limit_sheds_its_oldest_counters_first() {
-    // DynamoDB's own limits: one write of a 300 KB item costs 300 units.
-    logs::init();
-    let (_proxy, store) =
-        keygate_tests::realism_store(keygate_tests::realism::Config::default()).await;
-    let rig = rig_over(Payload::HttpV2Simple, store);
+/// Six unarchived days (days 1 to 6 after `NOON`) of a key busy on 300
+/// long routes, written straight to the emulator: the allowance root grows
+/// to about 310 KB, past [`items::ALLOWANCE_PRUNE_BYTES`].
+async fn six_busy_days(rig: &Rig, record: &KeyRecord) {
     let direct = keygate_tests::emulator_dynamo().await;
-    let (key, record) = rig.issue(|_| {}).await;
-    assert!(rig.allowed(&rig.call_with(&key).await));
-    // Six unarchived days of a key busy on 300 long routes (~310 KB).
     let kid = record.key_id.as_str();
     for offset in 1..=6 {
         let day = day_string(NOON + offset * 86_400);
@@ -889,10 +877,53 @@ async fn an_allowance_near_the_item_limit_sheds_its_oldest_counters_first() {
                 .unwrap();
         }
     }
-    let size = |item: &std::collections::HashMap<String, AttributeValue>| {
-        keygate_tests::item_size::item_size(item)
-    };
-    assert!(size(&rig.allowance(&record).await) > items::ALLOWANCE_PRUNE_BYTES);
+    assert!(item_bytes(&rig.allowance(record).await) > items::ALLOWANCE_PRUNE_BYTES);
+}
+
+fn item_bytes(item: &std::collections::HashMap<String, AttributeValue>) -> usize {
+    keygate_tests::item_size::item_size(item)
+}
+
+/// The usage counters of `item` for the day `day` days after `NOON`.
+fn counters_of_day(item: &std::collections::HashMap<String, AttributeValue>, day: i64) -> usize {
+    let prefix = format!("u#{}#", day_string(NOON + day * 86_400));
+    item.keys().filter(|n| n.starts_with(&prefix)).count()
+}
+
+/// What the usage counters of `item` for the day `day` days after `NOON`
+/// add up to.
+fn requests_of_day(item: &std::collections::HashMap<String, AttributeValue>, day: i64) -> i64 {
+    let prefix = format!("u#{}#", day_string(NOON + day * 86_400));
+    item.iter()
+        .filter(|(n, _)| n.starts_with(&prefix))
+        .filter_map(|(_, v)| v.as_n().ok()?.parse::<i64>().ok())
+        .sum()
+}
+
+/// Writes to a ~300 KB item cost ~300 write units each: pausing a second
+/// between decisions keeps a test's partition under DynamoDB's 1,000 write
+/// units per second, which the realism proxy enforces (a throttled root
+/// would grow onto shards, which the next test covers).
+async fn partition_budget_pause() {
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+}
+
+/// If the daily report job stops, the authorizer's daily pruning is the
+/// backstop that keeps the allowance under DynamoDB's 400 KB item limit:
+/// while the item is over `ALLOWANCE_PRUNE_BYTES`, its oldest counters go,
+/// a batch per decision, never those of its two newest days (before, days
+/// within the 35-day retention were kept whatever their size, and a busy
+/// key's allowance could outgrow what DynamoDB accepts).
+#[tokio::test]
+async fn an_allowance_near_the_item_limit_sheds_its_oldest_counters_first() {
+    // DynamoDB's own limits: one write of a 300 KB item costs 300 units.
+    logs::init();
+    let (_proxy, store) =
+        keygate_tests::realism_store(keygate_tests::realism::Config::default()).await;
+    let rig = rig_over(Payload::HttpV2Simple, store);
+    let (key, record) = rig.issue(|_| {}).await;
+    assert!(rig.allowed(&rig.call_with(&key).await));
+    six_busy_days(&rig, &record).await;
     // From the first request of day 6 on, each decision removes one batch
     // of the oldest counters (one extra write, never more; the first also
     // re-reads the record and its owner's plan stamp), until only the two
@@ -901,6 +932,7 @@ async fn an_allowance_near_the_item_limit_sheds_its_oldest_counters_first() {
     keygate_tests::caught_up().await;
     let mut decisions = 0;
     loop {
+        partition_budget_pause().await;
         let handled = rig.call_with(&key).await;
         assert!(rig.allowed(&handled));
         assert!(handled.requests <= Some(4), "{:?}", handled.requests);
@@ -912,21 +944,92 @@ async fn an_allowance_near_the_item_limit_sheds_its_oldest_counters_first() {
     }
     assert!(decisions >= 2, "a batch of 100 per decision: {decisions}");
     let item = rig.allowance(&record).await;
-    let per_day = |day: i64| {
-        let prefix = format!("u#{}#", day_string(NOON + day * 86_400));
-        item.keys().filter(|n| n.starts_with(&prefix)).count()
-    };
     // The oldest counters went first; the two newest days are whole.
-    assert_eq!(per_day(0), 0, "the oldest day is gone");
+    assert_eq!(counters_of_day(&item, 0), 0, "the oldest day is gone");
     assert!(
-        per_day(1) < 300,
+        counters_of_day(&item, 1) < 300,
         "then the next oldest, until under the bound"
     );
     assert!(
-        per_day(5) >= 300 && per_day(6) >= 300,
+        counters_of_day(&item, 5) >= 300 && counters_of_day(&item, 6) >= 300,
         "the live days stay whole"
     );
-    assert!(size(&item) < items::ALLOWANCE_PRUNE_BYTES);
+    assert!(item_bytes(&item) < items::ALLOWANCE_PRUNE_BYTES);
+}
+
+/// Once an allowance is sharded, its root takes no admissions: only the
+/// containers' usage detail flushes write it. The backstop rides on those
+/// writes (before, a sharded root over the bound was never pruned by the
+/// authorizer, and kept growing with every flush until DynamoDB refused it,
+/// and with it every change of the key's record).
+#[tokio::test]
+async fn a_sharded_allowance_root_near_the_item_limit_is_pruned_by_the_usage_flush() {
+    use keygate::store::Admission;
+    logs::init();
+    let (_proxy, store) =
+        keygate_tests::realism_store(keygate_tests::realism::Config::default()).await;
+    let rig = rig_over(Payload::HttpV2Simple, store);
+    let (key, record) = rig
+        .issue(|s| {
+            s.limits.quota = Some(Quota {
+                limit: 1_000_000,
+                period: Period::Day,
+            })
+        })
+        .await;
+    assert!(rig.allowed(&rig.call_with(&key).await));
+    six_busy_days(&rig, &record).await;
+    rig.clock.set(NOON + 6 * 86_400);
+    partition_budget_pause().await;
+    let shards = rig
+        .store
+        .grow(&record.allowance_id, 16, rig.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(shards, 16);
+    keygate_tests::caught_up().await;
+    // Each round: a minute on (the detail is due), one decision on a shard
+    // that flushes the detail to the root and prunes one batch from it.
+    let mut rounds = 0;
+    loop {
+        partition_budget_pause().await;
+        rig.clock.advance(61);
+        let handled = rig.call_with(&key).await;
+        assert!(rig.allowed(&handled));
+        // The record re-read with its plan stamp (a minute on, past the
+        // cache), the shard's admission, the flush, one prune; the first
+        // also meets the frozen root (refused) and learns of the shards.
+        assert!(handled.requests <= Some(5), "{:?}", handled.requests);
+        rounds += 1;
+        if item_bytes(&rig.allowance(&record).await) < items::ALLOWANCE_PRUNE_BYTES {
+            break;
+        }
+        assert!(rounds < 20, "pruning the root does not converge");
+    }
+    assert!(rounds >= 2, "a batch of 100 per flush: {rounds}");
+    let root = rig.allowance(&record).await;
+    assert_eq!(num(&root, "sh"), 16, "still sharded: {root:?}");
+    assert_eq!(counters_of_day(&root, 0), 0, "the oldest day is gone");
+    assert!(counters_of_day(&root, 1) < 300);
+    assert!(
+        counters_of_day(&root, 5) >= 300 && counters_of_day(&root, 6) > 300,
+        "the live days stay whole, and the flushed detail arrived"
+    );
+    // Under the bound, the next flushes only add. The loop ended on a flush
+    // (a decision flushes what is a minute old, its own count included):
+    // the next decision only counts, the one after flushes both counts.
+    // Each re-reads the record and its plan stamp and admits; no prune.
+    let before = requests_of_day(&root, 6);
+    for want in [3, 4] {
+        partition_budget_pause().await;
+        rig.clock.advance(61);
+        let handled = rig.call_with(&key).await;
+        assert!(rig.allowed(&handled));
+        assert_eq!(handled.requests, Some(want), "no prune");
+    }
+    let root = rig.allowance(&record).await;
+    assert_eq!(requests_of_day(&root, 6), before + 2, "the flush arrived");
+    assert_eq!(counters_of_day(&root, 5), 300, "nothing more pruned");
 }
 
 /// One request per rate window: each is the first of its window, and the

@@ -55,8 +55,8 @@ use crate::store::items;
 use crate::store::plan_admission;
 use crate::store::shards::{grown, grown_throttled, MAX_SHARDS};
 use crate::store::{
-    Admission, AdmitOutcome, AdmitPlan, CounterHints, Granted, KeyLookup, StoreError, Target,
-    UsageMark,
+    Admission, AdmitOutcome, AdmitPlan, CounterHints, Granted, KeyLookup, StaleUsage, StoreError,
+    Target, UsageMark,
 };
 use local::{Detail, Exhausted, Floods, Load, Opening};
 use plan::{PlanStep, Stamps};
@@ -357,8 +357,7 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                         quota_remaining: None,
                         rate_remaining: None,
                         hints,
-                        stale_usage: Vec::new(),
-                        pruned_for_size: false,
+                        stale: StaleUsage::default(),
                         writes: None,
                     });
                 }
@@ -411,30 +410,13 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     {
                         requests += 1;
                     }
-                    if let Some(day) = &plan.usage.keep_from {
-                        if granted.pruned_for_size {
-                            tracing::warn!(allowance = %record.allowance_id, days_removed = granted.stale_usage.len(), "allowance item near DynamoDB's 400 KB limit: usage days not yet archived by the daily report are pruned (is the usage-report job running?)");
-                        }
-                        // Housekeeping, at most one write per decision (each
-                        // costs the item's size in write units): the oldest
-                        // counters first; once nothing is left, not again
-                        // today in this container. The request is already
-                        // admitted whatever happens.
-                        let mut stale = granted.stale_usage.clone();
-                        stale.sort_unstable();
-                        stale.truncate(items::PRUNE_BATCH);
-                        if granted.stale_usage.len() <= items::PRUNE_BATCH {
-                            self.pruned(&record.allowance_id, item, &plan.usage.day);
-                        }
-                        if !stale.is_empty() {
+                    if let Some(keep_from) = &plan.usage.keep_from {
+                        let mark = (item, plan.usage.day.as_str(), keep_from.as_str());
+                        if self
+                            .prune(&record.allowance_id, target, mark, &granted.stale)
+                            .await
+                        {
                             requests += 1;
-                            if let Err(e) = self
-                                .store
-                                .prune_usage(&record.allowance_id, target, &stale)
-                                .await
-                            {
-                                tracing::warn!(allowance = %record.allowance_id, keep_from = %day, error = %e, cause = ?std::error::Error::source(&e), "usage pruning failed");
-                            }
                         }
                     }
                     break Ok(granted);
@@ -1050,12 +1032,62 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if let Err(e) = self.store.flush_usage(&allowance, &counts, &slots).await {
-            tracing::warn!(allowance = %allowance, error = %e, cause = ?std::error::Error::source(&e), "usage detail flush failed, kept for the next");
-            if let Ok(mut cache) = self.cache.lock() {
-                cache.detail.restore(allowance, pending);
+        // The root takes no admissions once sharded (nor for a key decided
+        // by its plan alone): this write is its size backstop's only chance.
+        let today = day_string(now);
+        let keep_from = self
+            .prune_due(&allowance, ROOT, &today)
+            .then(|| day_string(now - items::USAGE_RETENTION_DAYS * 86_400));
+        match self
+            .store
+            .flush_usage(&allowance, &counts, &slots, keep_from.as_deref())
+            .await
+        {
+            Ok(stale) => {
+                if let Some(keep_from) = &keep_from {
+                    let mark = (ROOT, today.as_str(), keep_from.as_str());
+                    if self.prune(&allowance, Target::Single, mark, &stale).await {
+                        *requests += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(allowance = %allowance, error = %e, cause = ?std::error::Error::source(&e), "usage detail flush failed, kept for the next");
+                if let Ok(mut cache) = self.cache.lock() {
+                    cache.detail.restore(allowance, pending);
+                }
             }
         }
+    }
+
+    /// Housekeeping after a write that returned the whole item (`stale` from
+    /// it): at most one write (each costs the item's size in write units),
+    /// the oldest counters first; once nothing is left, not again today
+    /// (`mark`: item, day, oldest day kept) in this container. Whether it
+    /// wrote. What it serves is already decided whatever happens.
+    async fn prune(
+        &self,
+        allowance_id: &str,
+        target: Target,
+        (item, today, keep_from): (u32, &str, &str),
+        stale: &StaleUsage,
+    ) -> bool {
+        if stale.for_size {
+            tracing::warn!(allowance = %allowance_id, days_removed = stale.names.len(), "allowance item near DynamoDB's 400 KB limit: usage days not yet archived by the daily report are pruned (is the usage-report job running?)");
+        }
+        let mut batch = stale.names.clone();
+        batch.sort_unstable();
+        batch.truncate(items::PRUNE_BATCH);
+        if stale.names.len() <= items::PRUNE_BATCH {
+            self.pruned(allowance_id, item, today);
+        }
+        if batch.is_empty() {
+            return false;
+        }
+        if let Err(e) = self.store.prune_usage(allowance_id, target, &batch).await {
+            tracing::warn!(allowance = %allowance_id, keep_from = %keep_from, error = %e, cause = ?std::error::Error::source(&e), "usage pruning failed");
+        }
+        true
     }
 
     fn set_hints(&self, allowance_id: &str, hints: CounterHints) {
@@ -1138,9 +1170,12 @@ const FLOOD_WINDOW: u32 = 2;
 const MAX_THROTTLED: u32 = 8;
 
 /// The item a target writes, as the container's marks name it (0: root).
+/// The item number of an allowance's root (or single item).
+const ROOT: u32 = 0;
+
 fn item_of(target: Target) -> u32 {
     match target {
-        Target::Single => 0,
+        Target::Single => ROOT,
         Target::Shard { index, .. } => index,
     }
 }

@@ -158,12 +158,27 @@ pub struct Granted {
     /// older than `keep_from`, or, when the item is over
     /// [`items::ALLOWANCE_PRUNE_BYTES`], all but its newest
     /// [`items::LIVE_USAGE_DAYS`] days.
-    pub stale_usage: Vec<String>,
-    /// Whether `stale_usage` holds days within retention, pruned for size
-    /// (possibly never archived).
-    pub pruned_for_size: bool,
+    pub stale: StaleUsage,
     /// Admissions the written item has taken, ever (its `wc`).
     pub writes: Option<u64>,
+}
+
+/// Usage attributes of an item to prune, from [`stale_usage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaleUsage {
+    /// Attribute names, any order.
+    pub names: Vec<String>,
+    /// Whether `names` holds days within retention, pruned for size
+    /// (possibly never archived).
+    pub for_size: bool,
+}
+
+impl StaleUsage {
+    /// From the whole `item`, keeping days from `keep_from` (`YYYY-MM-DD`).
+    pub fn of(item: &HashMap<String, AttributeValue>, keep_from: &str) -> Self {
+        let (names, for_size) = stale_usage(item, keep_from);
+        Self { names, for_size }
+    }
 }
 
 /// The result of one admission attempt.
@@ -465,17 +480,16 @@ impl AdmitPlan {
                     share(limit, count, 1).saturating_sub(used_of(used).unwrap_or(0)),
                 )),
             };
-        let (stale_usage, pruned_for_size) = match &self.usage.keep_from {
-            None => (Vec::new(), false),
-            Some(keep_from) => stale_usage(new, keep_from),
+        let stale = match &self.usage.keep_from {
+            None => StaleUsage::default(),
+            Some(keep_from) => StaleUsage::of(new, keep_from),
         };
         Granted {
             writes: num(new, alw::WRITES).and_then(|w| u64::try_from(w).ok()),
             quota_remaining: self.quota_limit.map(|limit| left(limit, quota_used)),
             rate_remaining: self.rate_limit.map(|limit| left(limit, rate_used)),
             hints,
-            stale_usage,
-            pruned_for_size,
+            stale,
         }
     }
 }
@@ -726,7 +740,7 @@ mod tests {
             ("u#2026-10-25#key_x#ok", n(1)),
         ]);
         let g = p.granted(&new);
-        assert_eq!(g.stale_usage, vec!["u#2026-10-24#key_x#ok".to_owned()]);
+        assert_eq!(g.stale.names, vec!["u#2026-10-24#key_x#ok".to_owned()]);
         assert_eq!(g.quota_remaining, Some(40));
         assert_eq!(g.rate_remaining, Some(0));
         assert_eq!(g.hints.quota.unwrap().start, 1);

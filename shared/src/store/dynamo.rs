@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::admission::{AdmitOutcome, AdmitPlan, Target};
+use super::admission::{AdmitOutcome, AdmitPlan, StaleUsage, Target};
 use super::items::{self, alw};
 use super::plan_admission::{PlanSpend, PlanStamp};
 use super::{
@@ -624,9 +624,10 @@ impl Admission for DynamoStore {
         allowance_id: &str,
         counts: &[(String, u64)],
         slots: &[(String, String)],
-    ) -> Result<(), StoreError> {
+        keep_from: Option<&str>,
+    ) -> Result<StaleUsage, StoreError> {
         if counts.is_empty() && slots.is_empty() {
-            return Ok(());
+            return Ok(StaleUsage::default());
         }
         let mut req = self
             .client
@@ -656,11 +657,17 @@ impl Admission for DynamoStore {
         if !add.is_empty() {
             expr.push_str(&format!("ADD {}", add.join(", ")));
         }
+        if keep_from.is_some() {
+            req = req.return_values(ReturnValue::AllNew);
+        }
         match req.update_expression(expr.trim_end()).send().await {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(match (keep_from, out.attributes()) {
+                (Some(keep_from), Some(item)) => StaleUsage::of(item, keep_from),
+                _ => StaleUsage::default(),
+            }),
             Err(err) => match err.into_service_error() {
                 // The allowance is gone (a deleted key): nothing to count against.
-                UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(StaleUsage::default()),
                 other => Err(StoreError::Dynamo(Box::new(other.into()))),
             },
         }

@@ -37,7 +37,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub use admission::{AdmitOutcome, AdmitPlan, CounterHints, Granted, Target, UsageMark};
+pub use admission::{
+    AdmitOutcome, AdmitPlan, CounterHints, Granted, StaleUsage, Target, UsageMark,
+};
 pub use audit::{AuditAction, AuditEvent};
 pub use dynamo::DynamoStore;
 pub use plans::{PlanAdmin, PlanLookup, Restamped, SubscriptionChange};
@@ -229,13 +231,18 @@ pub trait Admission: Send + Sync {
     ) -> Result<Vec<Option<HashMap<String, AttributeValue>>>, StoreError>;
     /// Add usage detail counted in a container to the root: `counts`
     /// (attribute name, amount) are added, `slots` (attribute name, source
-    /// address) set if still free. One `UpdateItem`.
+    /// address) set if still free. One `UpdateItem`. With `keep_from`
+    /// (`YYYY-MM-DD`) the write returns the whole root (`ALL_NEW`), and the
+    /// answer names its usage attributes to prune, as an admission's
+    /// [`Granted::stale`] does (a sharded allowance's root, and the
+    /// root of a key decided by its plan alone, are written only here).
     async fn flush_usage(
         &self,
         allowance_id: &str,
         counts: &[(String, u64)],
         slots: &[(String, String)],
-    ) -> Result<(), StoreError>;
+        keep_from: Option<&str>,
+    ) -> Result<StaleUsage, StoreError>;
 
     /// Count a denial in the key's usage for the day (no condition on limits).
     async fn record_denial(

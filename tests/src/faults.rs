@@ -77,6 +77,8 @@ struct State {
     forwarded: Mutex<HashMap<String, u64>>,
     injected: AtomicU64,
     in_flight: AtomicUsize,
+    /// Requests the proxy began to handle, ever.
+    arrived: AtomicU64,
 }
 
 /// Why the proxy drops a connection (hyper closes it on a service error;
@@ -122,6 +124,7 @@ impl FaultProxy {
             forwarded: Mutex::new(HashMap::new()),
             injected: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            arrived: AtomicU64::new(0),
         });
         let accept = tokio::spawn(serve(listener, state.clone(), handle));
         Self {
@@ -174,19 +177,32 @@ impl FaultProxy {
         self.state.injected.load(Ordering::SeqCst)
     }
 
-    /// Wait until no request is in flight, so every delayed request has
-    /// landed (or been refused) before the test reads the emulator's state.
+    /// Wait until no request is in flight, and none arrived for 300 ms, so
+    /// every delayed request has landed (or been refused) before the test
+    /// reads the emulator's state. The quiet period covers a request an
+    /// abandoned client had already written to its socket: on a loaded
+    /// machine the proxy may read it only after the count first reached
+    /// zero, and it would land after the test looked.
     ///
     /// # Panics
     /// After 30 s with requests still in flight.
     pub async fn settle(&self) {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
-        while self.state.in_flight.load(Ordering::SeqCst) > 0 {
-            assert!(
-                tokio::time::Instant::now() < give_up,
-                "requests still in flight"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        loop {
+            while self.state.in_flight.load(Ordering::SeqCst) > 0 {
+                assert!(
+                    tokio::time::Instant::now() < give_up,
+                    "requests still in flight"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let arrived = self.state.arrived.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if self.state.arrived.load(Ordering::SeqCst) == arrived
+                && self.state.in_flight.load(Ordering::SeqCst) == 0
+            {
+                return;
+            }
         }
     }
 }
@@ -232,6 +248,7 @@ struct InFlight(Arc<State>);
 impl InFlight {
     fn new(state: &Arc<State>) -> Self {
         state.in_flight.fetch_add(1, Ordering::SeqCst);
+        state.arrived.fetch_add(1, Ordering::SeqCst);
         Self(state.clone())
     }
 }

@@ -215,6 +215,32 @@ pub async fn allowance_spent(store: &DynamoStore, record: &keygate::model::KeyRe
     spent
 }
 
+/// Moves a test's clock on one second per second of real time until
+/// dropped, as a Lambda container's clock moves while load runs: what a
+/// container does at most once a second (growing a throttled allowance)
+/// comes round again. A clock standing still lets each container try once
+/// in a whole run.
+pub struct Ticking(tokio::task::JoinHandle<()>);
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Start moving `clock` with real time (see [`Ticking`]).
+pub fn ticking(clock: &keygate::clock::ManualClock) -> Ticking {
+    let clock = clock.clone();
+    Ticking(tokio::spawn(async move {
+        let mut second = tokio::time::interval(std::time::Duration::from_secs(1));
+        second.tick().await;
+        loop {
+            second.tick().await;
+            clock.advance(1);
+        }
+    }))
+}
+
 /// A store over `table` built as the authorizer function builds its own
 /// (its SDK timeouts and retries: two attempts), through `endpoint` (a
 /// realism proxy).

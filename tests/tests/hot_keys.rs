@@ -428,7 +428,9 @@ async fn a_throttled_allowance_grows_and_no_decision_under_the_limit_is_denied()
     let (key, record) = rig.issue(quota(1_000_000)).await;
     let store = keygate_tests::production_store(&rig.proxy.endpoint(), rig.store.table()).await;
     let containers = rig.containers_over(&store, 8);
+    let ticking = keygate_tests::ticking(&rig.clock);
     let (allowed, denied) = burst(&containers, &key, 240).await;
+    drop(ticking);
     let grown = rig
         .store
         .allowances(std::slice::from_ref(&record.allowance_id))

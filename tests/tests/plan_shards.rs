@@ -168,6 +168,7 @@ async fn a_throttled_plan_allowance_grows_and_no_decision_under_its_limits_is_de
     caught_up().await;
     let store = keygate_tests::production_store(&rig.proxy.endpoint(), rig.store.table()).await;
     let containers = rig.containers_over(&store, 8);
+    let ticking = keygate_tests::ticking(&rig.clock);
     let mut tasks = Vec::new();
     for (c, container) in containers.iter().enumerate() {
         let container = container.clone();
@@ -189,6 +190,7 @@ async fn a_throttled_plan_allowance_grows_and_no_decision_under_its_limits_is_de
     for t in tasks {
         results.extend(t.await.unwrap());
     }
+    drop(ticking);
     let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     let shards = rig
         .plan_allowance()

@@ -503,6 +503,9 @@ async fn escalation_attempts_fail_with_their_codes() {
     );
     let read = api.call(&issuer, "GET", "/v1/plans", None).await;
     assert_eq!((read.status, code(&read)), (403, "missing_permission"));
+    // It names what a reader needs, not the write permission.
+    let said = read.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(said.contains("'plans:read'"), "{said}");
     assert_eq!(api.store.subscription("acme").await.unwrap(), None);
 
     // Not on a plan yet: a key may have any limits its issuer holds.
@@ -638,7 +641,10 @@ async fn keyctl_manages_plans_and_subscriptions() {
     );
     let out = run(&["create", "free", "--name", "Free", "--daily", "1"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("plan_exists (409)"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("plan_exists (409)"), "{said}");
+    // The message once (before, the error's source repeated it).
+    assert_eq!(said.matches("plan 'free' exists").count(), 1, "{said}");
     let out = run(&["subscribe", "acme", "free"]);
     assert!(
         out.status.success(),

@@ -28,11 +28,25 @@ pub struct Identity {
     /// Requests left in the rate window (absent when the key has no rate limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_remaining: Option<u64>,
+    /// The owner's plan (absent when the owner is on none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    /// Requests left in the plan's rate window, for all of the owner's keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_rate_remaining: Option<u64>,
+    /// Requests left in the plan's UTC day, for all of the owner's keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_daily_remaining: Option<u64>,
+    /// Requests left in the plan's UTC month, for all of the owner's keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_monthly_remaining: Option<u64>,
 }
 
 impl Identity {
     /// Read the authorizer context (`keyId`, `owner`, `scopes`,
-    /// `quotaRemaining`, `rateRemaining`); `None` when it names no valid caller.
+    /// `quotaRemaining`, `rateRemaining`, and on a plan `planId`,
+    /// `planRateRemaining`, `planDailyRemaining`, `planMonthlyRemaining`);
+    /// `None` when it names no valid caller.
     pub fn from_context(ctx: &HashMap<String, Value>) -> Option<Self> {
         let caller = Caller::from_context(ctx).ok()?;
         // API Gateway passes numbers through; accept their string form too
@@ -48,6 +62,13 @@ impl Identity {
             scopes: caller.scopes.iter().map(ToString::to_string).collect(),
             quota_remaining: number("quotaRemaining"),
             rate_remaining: number("rateRemaining"),
+            plan_id: match ctx.get("planId") {
+                Some(Value::String(plan)) if !plan.is_empty() => Some(plan.clone()),
+                _ => None,
+            },
+            plan_rate_remaining: number("planRateRemaining"),
+            plan_daily_remaining: number("planDailyRemaining"),
+            plan_monthly_remaining: number("planMonthlyRemaining"),
         })
     }
 }
@@ -128,6 +149,24 @@ mod tests {
         );
     }
 
+    /// Before, a key on a plan saw nothing of it here.
+    #[test]
+    fn echoes_the_plan_and_what_is_left_of_it() {
+        let resp = handle(&request(Some(json!({
+            "keyId": "key_0123456789abcdefABCDEF", "owner": "acme", "scopes": "GET /v1/whoami",
+            "planId": "pro", "planRateRemaining": 49, "planDailyRemaining": "999",
+            "planMonthlyRemaining": 19_999
+        }))));
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            body(&resp),
+            json!({"key_id": "key_0123456789abcdefABCDEF", "owner": "acme",
+                   "scopes": ["GET /v1/whoami"], "plan_id": "pro",
+                   "plan_rate_remaining": 49, "plan_daily_remaining": 999,
+                   "plan_monthly_remaining": 19_999})
+        );
+    }
+
     #[test]
     fn limits_are_omitted_when_the_key_has_none() {
         let resp = handle(&request(Some(json!({
@@ -136,6 +175,7 @@ mod tests {
         assert_eq!(resp.status(), 200);
         let b = body(&resp);
         assert!(b.get("quota_remaining").is_none() && b.get("rate_remaining").is_none());
+        assert!(b.get("plan_id").is_none() && b.get("plan_daily_remaining").is_none());
         assert_eq!(b["scopes"], json!(["admin"]));
     }
 

@@ -222,7 +222,12 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManageError> {
         });
     }
     integral_numbers(&mut value);
-    T::deserialize(value).map_err(|e| {
+    // The path of a value of the wrong type, e.g. `limits.quota.limit`
+    // (`serde_path_to_error`; "." for the body itself).
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = (path != ".").then_some(path);
+        let e = e.into_inner();
         let msg = e.to_string();
         let quoted = msg.split('`').nth(1).map(str::to_owned);
         use serde_json::error::Category;
@@ -239,8 +244,11 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ManageError> {
             },
             Category::Data => ManageError::Invalid {
                 code: "invalid_type",
-                message: msg,
-                field: None,
+                message: match &path {
+                    Some(path) => format!("{path}: {msg}"),
+                    None => msg,
+                },
+                field: path,
             },
             _ => ManageError::Invalid {
                 code: "invalid_json",
@@ -502,6 +510,22 @@ mod tests {
     }
 
     use super::*;
+
+    /// Before, a value of the wrong type deep in the body (a negative
+    /// quota) answered `invalid_type` with no `field`.
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_path() {
+        let e = parse_body::<IssueRequest>(
+            br#"{"name":"a","scopes":[],"limits":{"quota":{"limit":-5,"period":"day"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "invalid_type");
+        assert_eq!(e.body()["error"]["field"], "limits.quota.limit");
+        let message = e.body()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.starts_with("limits.quota.limit: "), "{message}");
+        let e = parse_body::<IssueRequest>(br#"{"name":1,"scopes":[]}"#).unwrap_err();
+        assert_eq!(e.body()["error"]["field"], "name");
+    }
 
     #[test]
     fn strict_parsing_names_the_problem() {

@@ -54,11 +54,13 @@ fn version_conflict() -> ManageError {
     }
 }
 
+/// `plans:read` or `plans:manage`; a refusal names the lesser, which is
+/// all a reader needs (403 `missing_permission`).
 fn require_read(caller: &Caller) -> Result<(), ManageError> {
-    if holds(&caller.scopes, READ) {
+    if holds(&caller.scopes, READ) || holds(&caller.scopes, MANAGE) {
         return Ok(());
     }
-    caller.require(MANAGE)
+    caller.require(READ)
 }
 
 /// Refuse a key whose own `limits` are wider than its owner's plan

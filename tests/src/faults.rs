@@ -185,7 +185,7 @@ impl FaultProxy {
     /// zero, and it would land after the test looked.
     ///
     /// # Panics
-    /// After 30 s with requests still in flight.
+    /// After 30 s with requests still in flight or arriving.
     pub async fn settle(&self) {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -196,6 +196,10 @@ impl FaultProxy {
                 );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            assert!(
+                tokio::time::Instant::now() < give_up,
+                "requests still arriving"
+            );
             let arrived = self.state.arrived.load(Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(300)).await;
             if self.state.arrived.load(Ordering::SeqCst) == arrived

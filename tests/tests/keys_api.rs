@@ -307,7 +307,7 @@ async fn every_validation_rule_has_its_code() {
             Some("admin"),
         ),
         (json!({"name": "x"}), 400, "missing_field", Some("scopes")),
-        (with("name", json!(5)), 400, "invalid_type", None),
+        (with("name", json!(5)), 400, "invalid_type", Some("name")),
         (with("name", json!("")), 400, "invalid_name", Some("name")),
         (
             with("name", json!("x".repeat(129))),
@@ -367,7 +367,7 @@ async fn every_validation_rule_has_its_code() {
             with("limits", json!({"quota": {"limit": 1, "period": "week"}})),
             400,
             "invalid_type",
-            None,
+            Some("limits.quota.period"),
         ),
         (
             with("limits", json!({"rate": {"limit": 1, "window": 0}})),

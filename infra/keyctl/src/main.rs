@@ -178,20 +178,14 @@ enum CliError {
     Config(#[from] keygate::config::ConfigError),
     #[error(transparent)]
     Table(#[from] keygate::table::TableError),
-    /// Not a `#[source]`: the message is already in this one's, and
-    /// `main` prints the chain of sources after it.
-    #[error("{} ({}): {}", .0.code(), .0.status(), .0)]
-    Manage(ManageError),
+    /// Code and status; `main` prints the error's message and its causes
+    /// (a store failure's) after it, as the chain of sources.
+    #[error("{} ({})", .0.code(), .0.status())]
+    Manage(#[from] ManageError),
     #[error("could not read the key from standard input")]
     Stdin(#[source] std::io::Error),
     #[error("not one of this deployment's keys (prefix, environment, checksum or record)")]
     UnknownKey,
-}
-
-impl From<ManageError> for CliError {
-    fn from(e: ManageError) -> Self {
-        Self::Manage(e)
-    }
 }
 
 #[tokio::main]

@@ -572,6 +572,12 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 self.count_plan_denial(&stamp, *reason, now);
             }
         }
+        let pruned_root = match &outcome {
+            Ok(g) if g.hints.shards == 1 && !g.stale.names.is_empty() => {
+                Some(record.allowance_id.clone())
+            }
+            _ => None,
+        };
         let decision = match outcome {
             Ok(granted) => Decision::Allow(AllowContext {
                 key_id: record.key_id.clone(),
@@ -613,7 +619,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                 Decision::Deny(reason)
             }
         };
-        self.flush_due(now, &mut requests).await;
+        // One prune write per decision at most: a root this admission just
+        // pruned is not pruned again by its flush.
+        self.flush_due(now, pruned_root.as_deref(), &mut requests)
+            .await;
         Ok(Verdict {
             decision,
             key_id: Some(record.key_id.clone()),
@@ -1010,9 +1019,10 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         }
     }
 
-    /// Write one allowance's due usage detail, if any (one request). A
-    /// failed flush is kept for the next one.
-    async fn flush_due(&self, now: Timestamp, requests: &mut u32) {
+    /// Write one allowance's due usage detail, if any (one request), and
+    /// prune its root if due, unless it is `pruned` (already pruned by this
+    /// decision). A failed flush is kept for the next one.
+    async fn flush_due(&self, now: Timestamp, pruned: Option<&str>, requests: &mut u32) {
         let due = self
             .cache
             .lock()
@@ -1035,9 +1045,9 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         // The root takes no admissions once sharded (nor for a key decided
         // by its plan alone): this write is its size backstop's only chance.
         let today = day_string(now);
-        let keep_from = self
-            .prune_due(&allowance, ROOT, &today)
-            .then(|| day_string(now - items::USAGE_RETENTION_DAYS * 86_400));
+        let keep_from = (pruned != Some(allowance.as_str())
+            && self.prune_due(&allowance, ROOT, &today))
+        .then(|| day_string(now - items::USAGE_RETENTION_DAYS * 86_400));
         match self
             .store
             .flush_usage(&allowance, &counts, &slots, keep_from.as_deref())
@@ -1078,14 +1088,21 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
         let mut batch = stale.names.clone();
         batch.sort_unstable();
         batch.truncate(items::PRUNE_BATCH);
-        if stale.names.len() <= items::PRUNE_BATCH {
-            self.pruned(allowance_id, item, today);
-        }
+        // The last batch: once it is written (a failed one is tried again
+        // with the next write that returns the item).
+        let last = stale.names.len() <= items::PRUNE_BATCH;
         if batch.is_empty() {
+            if last {
+                self.pruned(allowance_id, item, today);
+            }
             return false;
         }
-        if let Err(e) = self.store.prune_usage(allowance_id, target, &batch).await {
-            tracing::warn!(allowance = %allowance_id, keep_from = %keep_from, error = %e, cause = ?std::error::Error::source(&e), "usage pruning failed");
+        match self.store.prune_usage(allowance_id, target, &batch).await {
+            Ok(()) if last => self.pruned(allowance_id, item, today),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(allowance = %allowance_id, keep_from = %keep_from, error = %e, cause = ?std::error::Error::source(&e), "usage pruning failed");
+            }
         }
         true
     }

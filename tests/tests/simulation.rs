@@ -71,11 +71,23 @@ fn a_quiet_key_costs_one_request_per_decision_and_is_never_throttled() {
     check(&s, &run, &f);
     assert_eq!(f.allowed, 200, "{f:?}");
     assert_eq!((f.throttles, f.under_admitted), (0, 0), "{f:?}");
-    // One conditional write each, plus each warm container's first reads
-    // (the key record, and its owner's plan stamp).
-    let reads = 2.0 * f.containers as f64 / f.decisions as f64;
+    // One conditional write each once warm: every decision of the second
+    // half costs exactly one request.
+    let late: Vec<u32> = run
+        .outcomes
+        .iter()
+        .filter(|o| o.arrived >= s.seconds / 2.0)
+        .map(|o| o.requests)
+        .collect();
+    assert!(!late.is_empty() && late.iter().all(|r| *r == 1), "{late:?}");
+    // Warming up: each container's first reads (the key record and its
+    // owner's plan stamp), exactly two each on an idle machine. Under the
+    // whole suite's load the paused test clock can move on while a request
+    // sits on the loopback socket: one run counted 9 requests more in 200
+    // decisions.
+    let extra = f.requests - f.decisions;
     assert!(
-        (f.requests_per_decision - 1.0 - reads).abs() < 0.011,
+        extra >= 2 * f.containers as u64 && extra <= 6 * f.containers as u64,
         "{f:?}"
     );
 }

@@ -685,3 +685,143 @@ async fn one_failing_owner_does_not_stop_the_others() {
         assert_eq!(report.allowed, *hits as u64, "{owner} counted once");
     }
 }
+
+/// Counts of a day that reach the allowance after the daily job archived
+/// that day (a container writes its usage detail up to a minute after it
+/// counted, or whenever a frozen container next runs) add to the archive.
+/// Before, the late live counts hid the archived day from the usage API,
+/// and the next job's archive replaced the day with them: the day's
+/// earlier counts were lost from history and billing.
+#[tokio::test]
+async fn late_counts_of_an_archived_day_add_to_its_archive() {
+    use keygate::store::{items, Admission};
+    let rig = rig(Thresholds::default()).await;
+    let (key, record) = rig.issue("acme", |_| {}).await;
+    let kid = record.key_id.as_str();
+    let one = request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10");
+    assert_eq!(rig.hit(&one, 3).await, 3);
+    assert_eq!(rig.report_for(0).await.allowed, 3);
+    // After the job: a container writes two denials and a route count of
+    // day 0 it had counted before midnight.
+    let day0 = Day::of(NOON).to_string();
+    let late = [
+        (items::usage_attr(&day0, kid, "d#rate_limited"), 2),
+        (items::usage_attr(&day0, kid, "r#GET /orders/{id}"), 1),
+    ];
+    rig.store
+        .flush_usage(&record.allowance_id, &late, &[], None)
+        .await
+        .unwrap();
+    let admin = Caller::operator("test");
+    let path = format!("/v1/usage/keys/{kid}");
+    let range = [("from", "2026-11-01"), ("to", "2026-12-31")];
+    let day_0 = |series: Value| {
+        series["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["day"] == json!(day0))
+            .cloned()
+            .unwrap()
+    };
+    let totals = |body: Body| {
+        let t = json_of(body)["keys"][0].clone();
+        (t["allowed"].clone(), t["denied"].clone())
+    };
+    keygate_tests::caught_up().await;
+    // Live and archived add up, in the series and in billing.
+    let (status, body) = rig.get(&admin, &path, &range).await;
+    assert_eq!(status, 200);
+    let d = day_0(json_of(body));
+    assert_eq!((&d["allowed"], &d["denied"]), (&json!(3), &json!(2)), "{d}");
+    assert_eq!(
+        d["top_routes"],
+        json!([{"route": "GET /orders/{id}", "count": 4}])
+    );
+    let billing = [("owner", "acme"), ("from", "2026-11-01")];
+    let (_, body) = rig.get(&admin, "/v1/usage", &billing).await;
+    assert_eq!(totals(body), (json!(3), json!(2)));
+    // The next job archives the late counts into the same day.
+    rig.report_for(1).await;
+    let item = allowance_item(&rig.store, &record).await;
+    assert!(
+        !item.keys().any(|k| k.starts_with(&format!("u#{day0}"))),
+        "{item:?}"
+    );
+    keygate_tests::caught_up().await;
+    let (_, body) = rig.get(&admin, &path, &range).await;
+    let d = day_0(json_of(body));
+    assert_eq!((&d["allowed"], &d["denied"]), (&json!(3), &json!(2)), "{d}");
+    assert_eq!(d["source_ips"], json!(["203.0.113.10"]));
+    let (_, body) = rig.get(&admin, "/v1/usage", &billing).await;
+    assert_eq!(totals(body), (json!(3), json!(2)));
+    // Running the job again changes nothing (nothing live is left).
+    rig.report_for(1).await;
+    keygate_tests::caught_up().await;
+    let (_, body) = rig.get(&admin, "/v1/usage", &billing).await;
+    assert_eq!(totals(body), (json!(3), json!(2)));
+}
+
+/// Two runs of the daily job at once (a retry overlapping a manual run)
+/// archive a day once: each move is conditioned on the allowance's move
+/// count and on the archived day as read, so the run that loses the race
+/// fails for that owner (Lambda runs it again) instead of adding the same
+/// counters twice.
+#[tokio::test]
+async fn two_daily_runs_at_once_archive_a_day_once() {
+    let rig = rig(Thresholds::default()).await;
+    let (key, record) = rig.issue("acme", |_| {}).await;
+    let kid = record.key_id.as_str();
+    let one = request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10");
+    assert_eq!(rig.hit(&one, 4).await, 4);
+    rig.clock.set(NOON + DAY - 12 * 3600 + 900);
+    keygate_tests::caught_up().await;
+    // The counters as one run reads them, before another moves them.
+    use keygate::store::UsageStore;
+    let ids = [record.allowance_id.clone()];
+    let stale = rig.store.allowances(&ids).await.unwrap();
+    let event: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_str(include_str!("../../infra/events/scheduled.json")).unwrap();
+    let (a, b) = tokio::join!(
+        usage::run_daily(&rig.usage, &event),
+        usage::run_daily(&rig.usage, &event)
+    );
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    // Whatever the loser left is moved by the next run.
+    usage::run_daily(&rig.usage, &event).await.unwrap();
+    // A run still holding counters read before the move adds nothing.
+    let late = keygate::usage::archive::finished_days(
+        &rig.store,
+        "acme",
+        (&record.allowance_id, &stale[&record.allowance_id]),
+        keygate::store::Subject::Key,
+        Day::of(NOON + DAY),
+        rig.clock.now(),
+    )
+    .await;
+    assert!(
+        matches!(late, Err(keygate::store::StoreError::Conflict)),
+        "{late:?}"
+    );
+    let day0 = Day::of(NOON).to_string();
+    let item = allowance_item(&rig.store, &record).await;
+    assert!(
+        !item.keys().any(|k| k.starts_with(&format!("u#{day0}"))),
+        "{item:?}"
+    );
+    keygate_tests::caught_up().await;
+    let admin = Caller::operator("test");
+    let (_, body) = rig
+        .get(
+            &admin,
+            &format!("/v1/usage/keys/{kid}"),
+            &[("from", day0.as_str()), ("to", day0.as_str())],
+        )
+        .await;
+    let series = json_of(body);
+    assert_eq!(series["days"][0]["allowed"], json!(4), "{series}");
+    assert_eq!(
+        series["days"][0]["top_routes"],
+        json!([{"route": "GET /orders/{id}", "count": 4}])
+    );
+}

@@ -70,6 +70,8 @@ pub fn due_entry(record: &crate::model::KeyRecord) -> Option<(&'static str, Stri
 
 /// TTL attribute: DynamoDB deletes long-dead records in the background.
 pub const TTL: &str = "ttl";
+/// A history item's version (`hv`), for archiving conditioned on it.
+pub const HISTORY_VERSION: &str = "hv";
 
 pub const KEY_SK: &str = "KEY";
 pub const ALLOWANCE_SK: &str = "ALW";
@@ -220,6 +222,10 @@ pub mod alw {
     /// Root only: bumped by every change of `kv` or the limits, so a reslice
     /// copies a `kv` that is still current.
     pub const ALLOWANCE_VERSION: &str = "av";
+    /// Root only: bumped by every move of usage counters into the history
+    /// (the daily job), so a move is conditioned on no other having
+    /// happened since its read of the counters.
+    pub const MOVES: &str = "mv";
     /// Admissions ever written to this item (root or shard): containers
     /// read its growth to see a partition heating before it throttles.
     pub const WRITES: &str = "wc";

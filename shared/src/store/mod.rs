@@ -44,7 +44,7 @@ pub use audit::{AuditAction, AuditEvent};
 pub use dynamo::DynamoStore;
 pub use plans::{PlanAdmin, PlanLookup, Restamped, SubscriptionChange};
 pub use portal::{PortalGrant, PortalStore};
-pub use usage::{allowance_owner, DirectoryEntry, UsageStore};
+pub use usage::{allowance_owner, ArchivedDay, DirectoryEntry, Subject, UsageStore, MOVE_BATCH};
 
 use crate::clock::Timestamp;
 use crate::decision::DenyReason;

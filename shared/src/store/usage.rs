@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, Select, WriteRequest,
+    AttributeValue, KeysAndAttributes, Put, PutRequest, Select, TransactWriteItem, Update,
+    WriteRequest,
 };
 
 use super::dynamo::{n, s};
@@ -15,9 +16,33 @@ use super::items::{self, alw};
 use super::{DynamoStore, Page, StoreError};
 use crate::usage::plan_usage::PlanDay;
 use crate::usage::report::OwnerReport;
-use crate::usage::KeyDay;
+use crate::usage::{DayUsage, KeyDay};
 
 type Item = HashMap<String, AttributeValue>;
+
+/// Whose day a history item holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// A key's day (`u#` counters; history sort key `<day>#<key_id>`).
+    Key,
+    /// An owner's day under one plan (`pu#` counters; sort key
+    /// `PLAN#<day>#<plan_id>`).
+    Plan,
+}
+
+/// An archived day as read, for a change conditioned on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchivedDay {
+    pub usage: DayUsage,
+    /// Its `hv`: 1 for the first archive, one more each time counters are
+    /// added; 0 for an item archived before versions.
+    pub version: u64,
+}
+
+/// Counters moved by one transaction at most: its `REMOVE` names each as
+/// `#n<i>` (about 7 bytes), under DynamoDB's 4 KB limit on an expression
+/// (Developer Guide, "Expression parameters").
+pub const MOVE_BATCH: usize = 400;
 
 /// One entry of the allowance directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +84,40 @@ pub trait UsageStore: Send + Sync {
         from: &str,
         to: &str,
     ) -> Result<Vec<PlanDay>, StoreError>;
-    /// Write finished days to the history (idempotent: same day, same item).
+    /// Write days to the history as they are (replacing a day archived
+    /// before; for seeding history, e.g. in benchmarks).
     async fn archive(&self, owner: &str, days: &[KeyDay], now: i64) -> Result<(), StoreError>;
-    /// Write an owner's finished plan days to its history (idempotent).
-    async fn archive_plan_days(
+    /// One archived day of `subject` `id` (a key id or plan id), read
+    /// consistently (one `GetItem`).
+    async fn archived_day(
         &self,
         owner: &str,
-        days: &[PlanDay],
+        subject: Subject,
+        id: &str,
+        day: &str,
+    ) -> Result<Option<ArchivedDay>, StoreError>;
+    /// Move usage counters off an allowance into the owner's history, in one
+    /// `TransactWriteItems`: the history item of `subject` `id` on `day`
+    /// becomes `usage` (the caller adds the counters to what it read), on
+    /// the condition that it is still as read (`read`: its version, `None`
+    /// when absent), and `names` (at most [`MOVE_BATCH`]) are removed from
+    /// the allowance's root and each of its `shards` (1: none), on the
+    /// condition that the root's move count ([`items::alw::MOVES`]) is still
+    /// `moves` as read with the counters (it becomes `moves + 1`). So a day
+    /// is never archived twice, even by two runs at once, and counters that
+    /// arrive after it was archived (a late flush) are added to it by the
+    /// next run. [`StoreError::Conflict`] when either changed (read both
+    /// again); [`StoreError::Cancelled`] when a concurrent write was in the
+    /// way (the same move may succeed a moment later).
+    async fn move_day(
+        &self,
+        owner: &str,
+        (subject, id, day): (Subject, &str, &str),
+        (usage, read): (&DayUsage, Option<u64>),
+        (allowance_id, shards, moves): (&str, u32, u64),
+        names: &[String],
         now: i64,
     ) -> Result<(), StoreError>;
-    /// Remove archived counters from an allowance item (root and shards).
-    async fn clear_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError>;
     async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError>;
     async fn report(&self, owner: &str, day: &str) -> Result<Option<OwnerReport>, StoreError>;
 }
@@ -113,6 +161,14 @@ where
         pending = left;
     }
     Ok(out)
+}
+
+/// The history sort key of `subject` `id`'s `day`.
+fn history_sk(subject: Subject, id: &str, day: &str) -> String {
+    match subject {
+        Subject::Key => format!("{day}#{id}"),
+        Subject::Plan => items::plan_history_sk(day, id),
+    }
 }
 
 fn mapping(what: &'static str) -> impl Fn(serde_dynamo::Error) -> StoreError {
@@ -365,7 +421,10 @@ impl UsageStore for DynamoStore {
         for day in days {
             let mut item: Item = serde_dynamo::to_item(day).map_err(mapping("usage history"))?;
             item.insert(items::PK.into(), s(items::usage_owner_pk(owner)));
-            item.insert(items::SK.into(), s(format!("{}#{}", day.day, day.key_id)));
+            item.insert(
+                items::SK.into(),
+                s(history_sk(Subject::Key, &day.key_id, &day.day)),
+            );
             item.insert(items::GPK.into(), s(items::usage_key_gpk(&day.key_id)));
             item.insert(items::GSK.into(), s(day.day.clone()));
             found.push(item);
@@ -373,42 +432,139 @@ impl UsageStore for DynamoStore {
         self.put_history(found, now).await
     }
 
-    async fn archive_plan_days(
+    async fn archived_day(
         &self,
         owner: &str,
-        days: &[PlanDay],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut found = Vec::with_capacity(days.len());
-        for day in days {
-            let mut item: Item =
-                serde_dynamo::to_item(day).map_err(mapping("plan usage history"))?;
-            item.insert(items::PK.into(), s(items::usage_owner_pk(owner)));
-            item.insert(
-                items::SK.into(),
-                s(items::plan_history_sk(&day.day, &day.plan_id)),
-            );
-            found.push(item);
-        }
-        self.put_history(found, now).await
+        subject: Subject,
+        id: &str,
+        day: &str,
+    ) -> Result<Option<ArchivedDay>, StoreError> {
+        let key = Self::key_of(items::usage_owner_pk(owner), &history_sk(subject, id, day));
+        let Some(item) = self.get(key, true).await? else {
+            return Ok(None);
+        };
+        let version = item
+            .get(items::HISTORY_VERSION)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let usage = match subject {
+            Subject::Key => {
+                serde_dynamo::from_item::<_, KeyDay>(item)
+                    .map_err(mapping("usage history"))?
+                    .usage
+            }
+            Subject::Plan => {
+                serde_dynamo::from_item::<_, PlanDay>(item)
+                    .map_err(mapping("plan usage history"))?
+                    .usage
+            }
+        };
+        Ok(Some(ArchivedDay { usage, version }))
     }
 
-    async fn clear_usage(&self, allowance_id: &str, names: &[String]) -> Result<(), StoreError> {
-        use super::{Admission, Target};
-        self.prune_usage(allowance_id, Target::Single, names)
-            .await?;
-        let layout = match self.layout(allowance_id).await {
-            Ok(layout) => layout,
-            Err(StoreError::NotFound) => return Ok(()),
-            Err(e) => return Err(e),
+    async fn move_day(
+        &self,
+        owner: &str,
+        (subject, id, day): (Subject, &str, &str),
+        (usage, read): (&DayUsage, Option<u64>),
+        (allowance_id, shards, moves): (&str, u32, u64),
+        names: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (id, day) = (id.to_owned(), day.to_owned());
+        let usage = usage.clone();
+        let mut item: Item = match subject {
+            Subject::Key => serde_dynamo::to_item(KeyDay {
+                key_id: id.clone(),
+                day: day.clone(),
+                usage,
+            })
+            .map_err(mapping("usage history"))?,
+            Subject::Plan => serde_dynamo::to_item(PlanDay {
+                plan_id: id.clone(),
+                day: day.clone(),
+                usage,
+            })
+            .map_err(mapping("plan usage history"))?,
         };
-        // A single allowance has no shards (`shards` is 1).
-        let count = layout.shards;
-        for index in (1..=count).filter(|_| count > 1) {
-            let target = Target::Shard { index, count };
-            self.prune_usage(allowance_id, target, names).await?;
+        item.insert(items::PK.into(), s(items::usage_owner_pk(owner)));
+        item.insert(items::SK.into(), s(history_sk(subject, &id, &day)));
+        if subject == Subject::Key {
+            item.insert(items::GPK.into(), s(items::usage_key_gpk(&id)));
+            item.insert(items::GSK.into(), s(day.clone()));
         }
-        Ok(())
+        item.insert(
+            items::TTL.into(),
+            n(now + items::HISTORY_RETENTION_DAYS * 86_400),
+        );
+        item.insert(
+            items::HISTORY_VERSION.into(),
+            n(read.unwrap_or(0) as i64 + 1),
+        );
+        let put = Put::builder().table_name(self.table()).set_item(Some(item));
+        let put = match read {
+            None => put
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", items::PK),
+            Some(0) => put
+                .condition_expression("attribute_exists(#k) AND attribute_not_exists(#v)")
+                .expression_attribute_names("#k", items::PK)
+                .expression_attribute_names("#v", items::HISTORY_VERSION),
+            Some(version) => put
+                .condition_expression("#v = :v")
+                .expression_attribute_names("#v", items::HISTORY_VERSION)
+                .expression_attribute_values(":v", n(version as i64)),
+        };
+        let mut actions = vec![TransactWriteItem::builder()
+            .put(
+                put.build()
+                    .map_err(|_| StoreError::Corrupt("request could not be built"))?,
+            )
+            .build()];
+        let placeholders: Vec<String> = (0..names.len()).map(|i| format!("#n{i}")).collect();
+        let remove = format!("REMOVE {}", placeholders.join(", "));
+        let root = Update::builder()
+            .table_name(self.table())
+            .set_key(Some(Self::allowance_key(allowance_id)))
+            .update_expression(format!("SET #m = :next {remove}"))
+            .expression_attribute_names("#m", alw::MOVES)
+            .expression_attribute_values(":next", n(moves as i64 + 1));
+        let root = if moves == 0 {
+            // Also: an allowance gone meanwhile is not re-created.
+            root.condition_expression("attribute_exists(#k) AND attribute_not_exists(#m)")
+                .expression_attribute_names("#k", items::PK)
+        } else {
+            root.condition_expression("#m = :moves")
+                .expression_attribute_values(":moves", n(moves as i64))
+        };
+        let mut updates = vec![root];
+        for index in (1..=shards).filter(|_| shards > 1) {
+            updates.push(
+                Update::builder()
+                    .table_name(self.table())
+                    .set_key(Some(Self::shard_key(allowance_id, index)))
+                    .update_expression(remove.clone())
+                    // A shard gone meanwhile: not re-created.
+                    .condition_expression("attribute_exists(#k)")
+                    .expression_attribute_names("#k", items::PK),
+            );
+        }
+        for mut update in updates {
+            for (placeholder, name) in placeholders.iter().zip(names) {
+                update = update.expression_attribute_names(placeholder, name);
+            }
+            actions.push(
+                TransactWriteItem::builder()
+                    .update(
+                        update
+                            .build()
+                            .map_err(|_| StoreError::Corrupt("request could not be built"))?,
+                    )
+                    .build(),
+            );
+        }
+        self.transact(actions).await
     }
 
     async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError> {

@@ -21,6 +21,7 @@
 //! - [`service`]: the operations over the store;
 //! - [`http`]: the HTTP routes and their validation.
 
+pub mod archive;
 pub mod http;
 pub mod plan_usage;
 pub mod report;
@@ -71,6 +72,18 @@ impl DayUsage {
             *self.routes.entry(k.clone()).or_default() += v;
         }
         self.ips.extend(other.ips.iter().cloned());
+    }
+
+    /// Add counts of the same key (or plan) and day that arrived later (a
+    /// late flush, or what is still live beside an archived day): as
+    /// [`DayUsage::absorb`], the addresses kept to the first
+    /// [`crate::store::items::IP_SLOTS`] (in order), as a live day keeps them.
+    pub fn absorb_same_day(&mut self, other: &DayUsage) {
+        self.absorb(other);
+        let slots = crate::store::items::IP_SLOTS as usize;
+        while self.ips.len() > slots {
+            self.ips.pop_last();
+        }
     }
 
     /// The busiest routes, most first (ties by name), at most `n`.
@@ -151,18 +164,6 @@ pub(crate) fn live_counters(item: &HashMap<String, AttributeValue>, prefix: &str
     out
 }
 
-impl LiveUsage {
-    /// The attribute names of every day before `today`: what archiving the
-    /// finished days removes from the allowance.
-    pub fn finished_attrs(&self, today: Day) -> Vec<String> {
-        self.attrs
-            .iter()
-            .filter(|(d, _)| Day::parse(d).is_some_and(|x| x < today))
-            .flat_map(|(_, names)| names.iter().cloned())
-            .collect()
-    }
-}
-
 /// A UTC calendar day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Day(time::Date);
@@ -235,18 +236,21 @@ impl std::fmt::Display for Day {
     }
 }
 
-/// Merge live and archived days into one map per key: a day still live wins
-/// over its archived copy (the archive is a snapshot of it).
+/// Merge live and archived days into one map per key. A day both archived
+/// and live adds up: archiving moves counters off the allowance in the same
+/// transaction that adds them to the archive, so what is still live was
+/// counted after (a late flush) and is not in the archive.
 pub fn merge(
     live: impl IntoIterator<Item = KeyDay>,
     archived: impl IntoIterator<Item = KeyDay>,
 ) -> BTreeMap<String, BTreeMap<String, DayUsage>> {
     let mut out: BTreeMap<String, BTreeMap<String, DayUsage>> = BTreeMap::new();
-    for d in archived {
-        out.entry(d.key_id).or_default().insert(d.day, d.usage);
-    }
-    for d in live {
-        out.entry(d.key_id).or_default().insert(d.day, d.usage);
+    for d in archived.into_iter().chain(live) {
+        out.entry(d.key_id)
+            .or_default()
+            .entry(d.day)
+            .or_default()
+            .absorb_same_day(&d.usage);
     }
     out
 }
@@ -324,7 +328,7 @@ mod tests {
             },
         };
         let merged = merge([day("k", 5)], [day("k", 4), day("j", 1)]);
-        assert_eq!(merged["k"]["2026-03-01"].allowed, 5);
+        assert_eq!(merged["k"]["2026-03-01"].allowed, 9, "late counts add");
         assert_eq!(merged["j"]["2026-03-01"].allowed, 1);
     }
 }

@@ -63,15 +63,17 @@ impl LiveUsage {
     }
 }
 
-/// Merge live and archived plan days: a day still live wins over its
-/// archived copy (the archive is a snapshot of it).
+/// Merge live and archived plan days; a day both archived and live adds up
+/// (see [`crate::usage::merge`]).
 pub fn merge_plan_days(
     live: impl IntoIterator<Item = PlanDay>,
     archived: impl IntoIterator<Item = PlanDay>,
 ) -> PlanDays {
     let mut out = PlanDays::new();
     for d in archived.into_iter().chain(live) {
-        out.insert((d.plan_id, d.day), d.usage);
+        out.entry((d.plan_id, d.day))
+            .or_default()
+            .absorb_same_day(&d.usage);
     }
     out
 }
@@ -256,15 +258,15 @@ mod tests {
         assert_eq!(live.days.len(), 3);
         let pro = &live.days[&("pro".to_owned(), "2026-11-29".to_owned())];
         assert_eq!((pro.allowed, pro.denied["rate_limited"]), (7, 1));
-        assert_eq!(live.finished_attrs(day("2026-11-29")).len(), 1);
-        assert_eq!(live.finished_attrs(day("2026-11-30")).len(), 4);
+        assert_eq!(live.attrs["2026-11-28"].len(), 1);
+        assert_eq!(live.attrs["2026-11-29"].len(), 3);
         let days: Vec<PlanDay> = live.plan_days().collect();
         assert_eq!(days[0].plan_id, "free");
         assert_eq!(days[0].day, "2026-11-28");
     }
 
     #[test]
-    fn live_days_win_over_their_archive() {
+    fn live_days_add_to_their_archive() {
         let pd = |plan: &str, d: &str, allowed| PlanDay {
             plan_id: plan.into(),
             day: d.into(),
@@ -274,7 +276,7 @@ mod tests {
             [pd("pro", "2026-11-29", 5)],
             [pd("pro", "2026-11-29", 4), pd("free", "2026-11-29", 1)],
         );
-        assert_eq!(merged[&("pro".into(), "2026-11-29".into())].allowed, 5);
+        assert_eq!(merged[&("pro".into(), "2026-11-29".into())].allowed, 9);
         assert_eq!(merged[&("free".into(), "2026-11-29".into())].allowed, 1);
     }
 

@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use serde::Serialize;
 
+use super::archive;
 use super::plan_usage::{
-    live_plan_usage, merge_plan_days, periods, OwnerPlanUsage, PlanDay, PlanPeriod, PlanQuotas,
+    live_plan_usage, merge_plan_days, periods, OwnerPlanUsage, PlanPeriod, PlanQuotas,
 };
 use super::report::{self, OwnerReport, Thresholds};
 use super::{live_usage, merge, Day, DayUsage, KeyDay, LiveUsage};
@@ -19,7 +20,7 @@ use crate::manage::request::validate_owner;
 use crate::manage::{Caller, ManageError};
 use crate::model::KeyRecord;
 use crate::store::items::owner_allowance_id;
-use crate::store::{KeyAdmin, StoreError, UsageStore};
+use crate::store::{KeyAdmin, StoreError, Subject, UsageStore};
 
 /// Longest range a usage read may span, in days (both ends included).
 pub const MAX_RANGE_DAYS: i64 = 366;
@@ -479,16 +480,9 @@ where
         let (keys, allowances) = owner_snapshot(&self.store, owner, directory_ids).await?;
         let from = day.plus(-report::lookback(&self.thresholds));
         let in_window = |d: &str| Day::parse(d).is_some_and(|x| from <= x && x <= day);
-        let finished = |d: &str| Day::parse(d).is_some_and(|x| x < today);
         let mut live_days = Vec::new();
-        let mut done: Vec<(String, Vec<KeyDay>, Vec<String>)> = Vec::new();
-        for (allowance_id, item) in &allowances {
-            let live = live_usage(item);
-            let done_days: Vec<KeyDay> = live.key_days().filter(|d| finished(&d.day)).collect();
-            live_days.extend(live.key_days().filter(|d| in_window(&d.day)));
-            if !done_days.is_empty() {
-                done.push((allowance_id.clone(), done_days, live.finished_attrs(today)));
-            }
+        for item in allowances.values() {
+            live_days.extend(live_usage(item).key_days().filter(|d| in_window(&d.day)));
         }
         let (from_text, day_text) = (from.to_string(), day.to_string());
         let archived = self
@@ -512,20 +506,17 @@ where
         };
         let report = report::build(owner, day, &keys, &usage, &plan, &self.thresholds, now);
         self.store.put_report(&report).await?;
-        let mut archived_days = 0;
-        for (allowance_id, days, attrs) in done {
-            self.store.archive(owner, &days, now).await?;
-            self.store.clear_usage(&allowance_id, &attrs).await?;
-            archived_days += days.len() as u64;
+        let (mut archived_days, mut archived_plans) = (0, 0);
+        for (allowance_id, item) in &allowances {
+            let from = (allowance_id.as_str(), item);
+            archived_days +=
+                archive::finished_days(&self.store, owner, from, Subject::Key, today, now).await?;
+            if *allowance_id == owner_allowance_id(owner) {
+                archived_plans +=
+                    archive::finished_days(&self.store, owner, from, Subject::Plan, today, now)
+                        .await?;
+            }
         }
-        let plan_done: Vec<PlanDay> = plan_live.plan_days().filter(|d| finished(&d.day)).collect();
-        if !plan_done.is_empty() {
-            self.store.archive_plan_days(owner, &plan_done, now).await?;
-            let attrs = plan_live.finished_attrs(today);
-            self.store
-                .clear_usage(&owner_allowance_id(owner), &attrs)
-                .await?;
-        }
-        Ok((report, archived_days, plan_done.len() as u64))
+        Ok((report, archived_days, archived_plans))
     }
 }

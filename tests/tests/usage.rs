@@ -777,9 +777,12 @@ async fn two_daily_runs_at_once_archive_a_day_once() {
     rig.clock.set(NOON + DAY - 12 * 3600 + 900);
     keygate_tests::caught_up().await;
     // The counters as one run reads them, before another moves them.
-    use keygate::store::UsageStore;
-    let ids = [record.allowance_id.clone()];
-    let stale = rig.store.allowances(&ids).await.unwrap();
+    use keygate::store::{Subject, UsageStore};
+    let stale = rig
+        .store
+        .allowance_parts(&record.allowance_id)
+        .await
+        .unwrap();
     let event: aws_lambda_events::eventbridge::EventBridgeEvent =
         serde_json::from_str(include_str!("../../infra/events/scheduled.json")).unwrap();
     let (a, b) = tokio::join!(
@@ -789,16 +792,38 @@ async fn two_daily_runs_at_once_archive_a_day_once() {
     assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
     // Whatever the loser left is moved by the next run.
     usage::run_daily(&rig.usage, &event).await.unwrap();
-    // A run still holding counters read before the move adds nothing.
-    let late = keygate::usage::archive::finished_days(
-        &rig.store,
-        "acme",
-        (&record.allowance_id, &stale[&record.allowance_id]),
-        keygate::store::Subject::Key,
-        Day::of(NOON + DAY),
-        rig.clock.now(),
-    )
-    .await;
+    // A run still holding counters read before the move adds nothing: its
+    // move (naming the archived day as it is now) is refused.
+    let day0 = Day::of(NOON).to_string();
+    let root = &stale[0].1;
+    let held: Vec<(String, aws_sdk_dynamodb::types::AttributeValue)> = root
+        .iter()
+        .filter(|(name, _)| name.starts_with(&format!("u#{day0}#")))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    assert!(!held.is_empty());
+    let moves = root
+        .get(keygate::store::items::alw::MOVES)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let now_archived = rig
+        .store
+        .archived_day("acme", Subject::Key, kid, &day0)
+        .await
+        .unwrap()
+        .unwrap();
+    let late = rig
+        .store
+        .move_day(
+            "acme",
+            (Subject::Key, kid, &day0),
+            (&now_archived.usage, Some(now_archived.version)),
+            (&record.allowance_id, moves),
+            &[(0, held)],
+            rig.clock.now(),
+        )
+        .await;
     assert!(
         matches!(late, Err(keygate::store::StoreError::Conflict)),
         "{late:?}"
@@ -823,5 +848,74 @@ async fn two_daily_runs_at_once_archive_a_day_once() {
     assert_eq!(
         series["days"][0]["top_routes"],
         json!([{"route": "GET /orders/{id}", "count": 4}])
+    );
+}
+
+/// A day with more counters than one transaction moves (120 routes, three
+/// batches of `MOVE_BATCH`) is archived whole, each batch conditioned on
+/// its counters' values (a stale read is refused: see the test above).
+#[tokio::test]
+async fn a_busy_day_moves_in_batches_and_loses_no_late_count() {
+    use keygate::store::{items, Admission, UsageStore, MOVE_BATCH};
+    let rig = rig(Thresholds::default()).await;
+    let (key, record) = rig.issue("acme", |_| {}).await;
+    let kid = record.key_id.as_str();
+    let one = request(&key, "GET", "GET /orders/{id}", "/orders/1", "203.0.113.10");
+    assert_eq!(rig.hit(&one, 2).await, 2);
+    let day0 = Day::of(NOON).to_string();
+    let routes: Vec<(String, u64)> = (0..120)
+        .map(|i| (items::usage_attr(&day0, kid, &format!("r#GET /r{i:03}")), 1))
+        .collect();
+    assert!(routes.len() > 2 * MOVE_BATCH);
+    for chunk in routes.chunks(40) {
+        rig.store
+            .flush_usage(&record.allowance_id, chunk, &[], None)
+            .await
+            .unwrap();
+    }
+    let parts = rig
+        .store
+        .allowance_parts(&record.allowance_id)
+        .await
+        .unwrap();
+    assert_eq!(parts.len(), 1, "a single allowance: its root");
+    // After midnight, a flush adds to one of them.
+    let now = NOON + DAY - 12 * 3600 + 900;
+    rig.clock.set(now);
+    let late = [(routes[0].0.clone(), 5)];
+    rig.store
+        .flush_usage(&record.allowance_id, &late, &[], None)
+        .await
+        .unwrap();
+    let moved = keygate::usage::archive::finished_days(
+        &rig.store,
+        "acme",
+        &record.allowance_id,
+        keygate::store::Subject::Key,
+        Day::of(now),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(moved, 1, "one key, one day");
+    let item = allowance_item(&rig.store, &record).await;
+    assert!(
+        !item.keys().any(|k| k.starts_with(&format!("u#{day0}"))),
+        "{item:?}"
+    );
+    let archived = rig
+        .store
+        .archived_day("acme", keygate::store::Subject::Key, kid, &day0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(archived.usage.allowed, 2);
+    assert_eq!(archived.usage.routes.len(), 121, "120 + the route hit");
+    assert_eq!(archived.usage.routes["GET /r000"], 6, "the late 5 added");
+    assert_eq!(archived.usage.routes.values().sum::<u64>(), 2 + 120 + 5);
+    assert!(
+        archived.version >= 3,
+        "a transaction per batch: {}",
+        archived.version
     );
 }

@@ -39,10 +39,12 @@ pub struct ArchivedDay {
     pub version: u64,
 }
 
-/// Counters moved by one transaction at most: its `REMOVE` names each as
-/// `#n<i>` (about 7 bytes), under DynamoDB's 4 KB limit on an expression
-/// (Developer Guide, "Expression parameters").
-pub const MOVE_BATCH: usize = 400;
+/// Counters moved by one transaction at most. Each item's update names
+/// each counter it holds twice (`#n<i> = :v<i>` in its condition, and in its
+/// `REMOVE`): 50 keep both expressions far under DynamoDB's 4 KB limit
+/// (Developer Guide, "Expression parameters") and under what the local
+/// emulator's parser accepts (see [`items::PRUNE_BATCH`]).
+pub const MOVE_BATCH: usize = 50;
 
 /// One entry of the allowance directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,26 +98,30 @@ pub trait UsageStore: Send + Sync {
         id: &str,
         day: &str,
     ) -> Result<Option<ArchivedDay>, StoreError>;
+    /// An allowance's items as they are: its root (part 0) first, then each
+    /// shard that exists (part `i`), read consistently, counters not summed.
+    /// Empty when the allowance is gone.
+    async fn allowance_parts(&self, allowance_id: &str) -> Result<Vec<(u32, Item)>, StoreError>;
     /// Move usage counters off an allowance into the owner's history, in one
     /// `TransactWriteItems`: the history item of `subject` `id` on `day`
     /// becomes `usage` (the caller adds the counters to what it read), on
     /// the condition that it is still as read (`read`: its version, `None`
-    /// when absent), and `names` (at most [`MOVE_BATCH`]) are removed from
-    /// the allowance's root and each of its `shards` (1: none), on the
-    /// condition that the root's move count ([`items::alw::MOVES`]) is still
-    /// `moves` as read with the counters (it becomes `moves + 1`). So a day
-    /// is never archived twice, even by two runs at once, and counters that
-    /// arrive after it was archived (a late flush) are added to it by the
-    /// next run. [`StoreError::Conflict`] when either changed (read both
-    /// again); [`StoreError::Cancelled`] when a concurrent write was in the
-    /// way (the same move may succeed a moment later).
+    /// when absent); from each of the allowance's `parts` (0: the root,
+    /// always written) its counters (name, value as read; at most
+    /// [`MOVE_BATCH`] in all) are removed, on the condition that each still
+    /// holds that value, and the root's move count ([`items::alw::MOVES`])
+    /// goes from `moves` to `moves + 1`. So a day is never counted twice,
+    /// even by two runs at once, and a count that lands meanwhile is not
+    /// lost. [`StoreError::Conflict`] when anything changed (read again);
+    /// [`StoreError::Cancelled`] when a concurrent write was in the way (the
+    /// same move may succeed a moment later).
     async fn move_day(
         &self,
         owner: &str,
         (subject, id, day): (Subject, &str, &str),
         (usage, read): (&DayUsage, Option<u64>),
-        (allowance_id, shards, moves): (&str, u32, u64),
-        names: &[String],
+        (allowance_id, moves): (&str, u64),
+        parts: &[(u32, Vec<(String, AttributeValue)>)],
         now: i64,
     ) -> Result<(), StoreError>;
     async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError>;
@@ -468,8 +474,8 @@ impl UsageStore for DynamoStore {
         owner: &str,
         (subject, id, day): (Subject, &str, &str),
         (usage, read): (&DayUsage, Option<u64>),
-        (allowance_id, shards, moves): (&str, u32, u64),
-        names: &[String],
+        (allowance_id, moves): (&str, u64),
+        parts: &[(u32, Vec<(String, AttributeValue)>)],
         now: i64,
     ) -> Result<(), StoreError> {
         let (id, day) = (id.to_owned(), day.to_owned());
@@ -522,38 +528,45 @@ impl UsageStore for DynamoStore {
                     .map_err(|_| StoreError::Corrupt("request could not be built"))?,
             )
             .build()];
-        let placeholders: Vec<String> = (0..names.len()).map(|i| format!("#n{i}")).collect();
-        let remove = format!("REMOVE {}", placeholders.join(", "));
-        let root = Update::builder()
-            .table_name(self.table())
-            .set_key(Some(Self::allowance_key(allowance_id)))
-            .update_expression(format!("SET #m = :next {remove}"))
-            .expression_attribute_names("#m", alw::MOVES)
-            .expression_attribute_values(":next", n(moves as i64 + 1));
-        let root = if moves == 0 {
-            // Also: an allowance gone meanwhile is not re-created.
-            root.condition_expression("attribute_exists(#k) AND attribute_not_exists(#m)")
-                .expression_attribute_names("#k", items::PK)
-        } else {
-            root.condition_expression("#m = :moves")
-                .expression_attribute_values(":moves", n(moves as i64))
-        };
-        let mut updates = vec![root];
-        for index in (1..=shards).filter(|_| shards > 1) {
-            updates.push(
-                Update::builder()
-                    .table_name(self.table())
-                    .set_key(Some(Self::shard_key(allowance_id, index)))
-                    .update_expression(remove.clone())
-                    // A shard gone meanwhile: not re-created.
-                    .condition_expression("attribute_exists(#k)")
-                    .expression_attribute_names("#k", items::PK),
-            );
-        }
-        for mut update in updates {
-            for (placeholder, name) in placeholders.iter().zip(names) {
-                update = update.expression_attribute_names(placeholder, name);
+        for (index, held) in parts {
+            let key = match index {
+                0 => Self::allowance_key(allowance_id),
+                i => Self::shard_key(allowance_id, *i),
+            };
+            let mut update = Update::builder()
+                .table_name(self.table())
+                .set_key(Some(key));
+            let mut conditions = Vec::new();
+            let mut removes = Vec::new();
+            for (i, (name, value)) in held.iter().enumerate() {
+                update = update
+                    .expression_attribute_names(format!("#n{i}"), name)
+                    .expression_attribute_values(format!(":v{i}"), value.clone());
+                conditions.push(format!("#n{i} = :v{i}"));
+                removes.push(format!("#n{i}"));
             }
+            let remove = if removes.is_empty() {
+                String::new()
+            } else {
+                format!(" REMOVE {}", removes.join(", "))
+            };
+            if *index == 0 {
+                update = update
+                    .expression_attribute_names("#m", alw::MOVES)
+                    .expression_attribute_values(":next", n(moves as i64 + 1));
+                if moves == 0 {
+                    // Also: an allowance gone meanwhile is not re-created.
+                    update = update.expression_attribute_names("#k", items::PK);
+                    conditions.push("attribute_exists(#k) AND attribute_not_exists(#m)".into());
+                } else {
+                    update = update.expression_attribute_values(":moves", n(moves as i64));
+                    conditions.push("#m = :moves".into());
+                }
+                update = update.update_expression(format!("SET #m = :next{remove}"));
+            } else {
+                update = update.update_expression(remove.trim_start());
+            }
+            update = update.condition_expression(conditions.join(" AND "));
             actions.push(
                 TransactWriteItem::builder()
                     .update(
@@ -565,6 +578,24 @@ impl UsageStore for DynamoStore {
             );
         }
         self.transact(actions).await
+    }
+
+    async fn allowance_parts(&self, allowance_id: &str) -> Result<Vec<(u32, Item)>, StoreError> {
+        let Some(root) = self.get(Self::allowance_key(allowance_id), true).await? else {
+            return Ok(Vec::new());
+        };
+        let shards = root
+            .get(alw::SHARDS)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1);
+        let mut parts = vec![(0, root)];
+        if shards > 1 {
+            // A shard not made yet (a growth left half made) is left out.
+            let found = self.shard_items(allowance_id, shards, true).await?;
+            parts.extend((1..).zip(found).filter(|(_, item)| !item.is_empty()));
+        }
+        Ok(parts)
     }
 
     async fn put_report(&self, report: &OwnerReport) -> Result<(), StoreError> {

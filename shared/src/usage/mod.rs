@@ -76,13 +76,22 @@ impl DayUsage {
 
     /// Add counts of the same key (or plan) and day that arrived later (a
     /// late flush, or what is still live beside an archived day): as
-    /// [`DayUsage::absorb`], the addresses kept to the first
-    /// [`crate::store::items::IP_SLOTS`] (in order), as a live day keeps them.
+    /// [`DayUsage::absorb`], but `other`'s addresses only while fewer than
+    /// [`crate::store::items::IP_SLOTS`] are kept (the day's first ones
+    /// stay, as a live day keeps them).
     pub fn absorb_same_day(&mut self, other: &DayUsage) {
-        self.absorb(other);
+        let ips = std::mem::take(&mut self.ips);
+        self.absorb(&DayUsage {
+            ips: BTreeSet::new(),
+            ..other.clone()
+        });
+        self.ips = ips;
         let slots = crate::store::items::IP_SLOTS as usize;
-        while self.ips.len() > slots {
-            self.ips.pop_last();
+        for ip in &other.ips {
+            if self.ips.len() >= slots {
+                break;
+            }
+            self.ips.insert(ip.clone());
         }
     }
 
@@ -327,6 +336,18 @@ mod tests {
                 ..Default::default()
             },
         };
+        // A day's first addresses stay: late ones only fill free slots.
+        let with_ips = |prefix: &str, n: usize| DayUsage {
+            ips: (0..n).map(|i| format!("{prefix}{i:02}")).collect(),
+            ..Default::default()
+        };
+        let mut archived = with_ips("z", 18);
+        archived.absorb_same_day(&with_ips("a", 5));
+        assert_eq!(archived.ips.len(), 20);
+        assert_eq!(
+            archived.ips.iter().filter(|ip| ip.starts_with('z')).count(),
+            18
+        );
         let merged = merge([day("k", 5)], [day("k", 4), day("j", 1)]);
         assert_eq!(merged["k"]["2026-03-01"].allowed, 9, "late counts add");
         assert_eq!(merged["j"]["2026-03-01"].allowed, 1);

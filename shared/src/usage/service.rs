@@ -280,6 +280,12 @@ where
             .await?
             .filter(|r| caller.may_manage(&r.owner))
             .ok_or(ManageError::NotFound)?;
+        // History first: a move of counters between the two reads leaves
+        // them out of this answer (the next has them), never in it twice.
+        let archived = self
+            .store
+            .key_history(key_id, &range.from.to_string(), &range.to.to_string())
+            .await?;
         let allowances = self
             .store
             .allowances(std::slice::from_ref(&record.allowance_id))
@@ -289,10 +295,6 @@ where
             .flat_map(|item| live_usage(item).key_days().collect::<Vec<_>>())
             .filter(|d| d.key_id == key_id && range.contains(&d.day))
             .collect();
-        let archived = self
-            .store
-            .key_history(key_id, &range.from.to_string(), &range.to.to_string())
-            .await?;
         let days = merge(live, archived).remove(key_id).unwrap_or_default();
         let mut total = DayUsage::default();
         let series = range
@@ -327,16 +329,16 @@ where
             validate_owner(o)?;
         }
         let owner = caller.owner_for(owner)?;
+        // History first (see `key_series`).
+        let (from, to) = (range.from.to_string(), range.to.to_string());
+        let archived = self.store.owner_history(&owner, &from, &to).await?;
+        let plan_archived = self.store.plan_history(&owner, &from, &to).await?;
         let (keys, allowances) = owner_snapshot(&self.store, &owner, &[]).await?;
         let live: Vec<KeyDay> = allowances
             .values()
             .flat_map(|item| live_usage(item).key_days().collect::<Vec<_>>())
             .filter(|d| range.contains(&d.day))
             .collect();
-        let archived = self
-            .store
-            .owner_history(&owner, &range.from.to_string(), &range.to.to_string())
-            .await?;
         let merged = merge(live, archived);
         let mut all = DayUsage::default();
         let mut seen = BTreeSet::new();
@@ -373,10 +375,6 @@ where
         }
         lines.sort_by(|a, b| a.key_id.cmp(&b.key_id));
         let plan_live = plan_live(&allowances, &owner);
-        let plan_archived = self
-            .store
-            .plan_history(&owner, &range.from.to_string(), &range.to.to_string())
-            .await?;
         let plan_days = merge_plan_days(plan_live.plan_days(), plan_archived);
         Ok(OwnerTotals {
             plans: periods(&plan_days, range.from, range.to),
@@ -477,24 +475,26 @@ where
         today: Day,
         now: i64,
     ) -> Result<(OwnerReport, u64, u64), StoreError> {
-        let (keys, allowances) = owner_snapshot(&self.store, owner, directory_ids).await?;
         let from = day.plus(-report::lookback(&self.thresholds));
-        let in_window = |d: &str| Day::parse(d).is_some_and(|x| from <= x && x <= day);
-        let mut live_days = Vec::new();
-        for item in allowances.values() {
-            live_days.extend(live_usage(item).key_days().filter(|d| in_window(&d.day)));
-        }
+        // History first (see `key_series`): another run moving counters
+        // meanwhile cannot make this report count them twice.
         let (from_text, day_text) = (from.to_string(), day.to_string());
         let archived = self
             .store
             .owner_history(owner, &from_text, &day_text)
             .await?;
-        let usage = merge(live_days, archived);
-        let plan_live = plan_live(&allowances, owner);
         let plan_archived = self
             .store
             .plan_history(owner, &from_text, &day_text)
             .await?;
+        let (keys, allowances) = owner_snapshot(&self.store, owner, directory_ids).await?;
+        let in_window = |d: &str| Day::parse(d).is_some_and(|x| from <= x && x <= day);
+        let mut live_days = Vec::new();
+        for item in allowances.values() {
+            live_days.extend(live_usage(item).key_days().filter(|d| in_window(&d.day)));
+        }
+        let usage = merge(live_days, archived);
+        let plan_live = plan_live(&allowances, owner);
         let plan = OwnerPlanUsage {
             quotas: allowances
                 .get(&owner_allowance_id(owner))
@@ -507,14 +507,13 @@ where
         let report = report::build(owner, day, &keys, &usage, &plan, &self.thresholds, now);
         self.store.put_report(&report).await?;
         let (mut archived_days, mut archived_plans) = (0, 0);
-        for (allowance_id, item) in &allowances {
-            let from = (allowance_id.as_str(), item);
+        for allowance_id in allowances.keys() {
+            let (store, id) = (&self.store, allowance_id.as_str());
             archived_days +=
-                archive::finished_days(&self.store, owner, from, Subject::Key, today, now).await?;
+                archive::finished_days(store, owner, id, Subject::Key, today, now).await?;
             if *allowance_id == owner_allowance_id(owner) {
                 archived_plans +=
-                    archive::finished_days(&self.store, owner, from, Subject::Plan, today, now)
-                        .await?;
+                    archive::finished_days(store, owner, id, Subject::Plan, today, now).await?;
             }
         }
         Ok((report, archived_days, archived_plans))

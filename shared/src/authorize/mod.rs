@@ -594,27 +594,23 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
             }),
             Err(reason) if local || self.hints(record, now).shards > 1 => {
                 // Counted here, written with the next flush.
-                let name = items::usage_attr(
-                    &day_string(now),
-                    record.key_id.as_str(),
-                    &format!("d#{reason}"),
-                );
-                if let Ok(mut cache) = self.cache.lock() {
-                    cache.detail.count(&record.allowance_id, name, now);
-                }
+                self.count_denial(record, reason, now);
                 Decision::Deny(reason)
             }
             Err(reason) => {
                 requests += 1;
                 let day = day_string(now);
-                // The decision is a deny either way: a lost count must not
-                // turn it into `error` and hide its reason.
+                // The decision is a deny either way: a failed count must not
+                // turn it into `error` and hide its reason. It goes with the
+                // next flush instead (e.g. refused for a moment by the daily
+                // job's transaction on the item: `TransactionConflict`).
                 if let Err(e) = self
                     .store
                     .record_denial(&record.allowance_id, &record.key_id, reason, &day)
                     .await
                 {
-                    tracing::warn!(key_id = %record.key_id, reason = %reason, error = %e, cause = ?std::error::Error::source(&e), "denial count lost");
+                    tracing::warn!(key_id = %record.key_id, reason = %reason, error = %e, cause = ?std::error::Error::source(&e), "denial count failed, kept for the next flush");
+                    self.count_denial(record, reason, now);
                 }
                 Decision::Deny(reason)
             }
@@ -1016,6 +1012,19 @@ impl<S: KeyLookup + Admission, C: Clock> Authorizer<S, C> {
                     now,
                 );
             }
+        }
+    }
+
+    /// Count a denial of `record` in this container's usage detail (written
+    /// with its allowance's next flush).
+    fn count_denial(&self, record: &KeyRecord, reason: DenyReason, now: Timestamp) {
+        let name = items::usage_attr(
+            &day_string(now),
+            record.key_id.as_str(),
+            &format!("d#{reason}"),
+        );
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.detail.count(&record.allowance_id, name, now);
         }
     }
 

@@ -528,6 +528,9 @@ impl UsageStore for DynamoStore {
                     .map_err(|_| StoreError::Corrupt("request could not be built"))?,
             )
             .build()];
+        // A shard holding none of the counters is not written (an update
+        // with an empty expression is refused).
+        let parts = parts.iter().filter(|(i, held)| *i == 0 || !held.is_empty());
         for (index, held) in parts {
             let key = match index {
                 0 => Self::allowance_key(allowance_id),
